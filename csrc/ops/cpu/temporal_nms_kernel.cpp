@@ -1,0 +1,171 @@
+// CPU kernels of temporal_nms and batched_temporal_nms; the math is in ../temporal_nms.h.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <vector>
+
+#include "../checks.h"
+#include "../temporal_nms.h"
+
+namespace vgops {
+namespace {
+
+// One row of greedy NMS: marks every later segment that segment i suppresses. Branch-free so the
+// compiler vectorises it; cloned for AVX2/AVX-512 where the CPU has them (the wheel still runs on
+// any x86-64). Suppressing an already removed segment again changes nothing.
+#if defined(__x86_64__) && defined(__GNUC__)
+#define VGOPS_CPU_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define VGOPS_CPU_CLONES
+#endif
+
+template <typename T>
+inline void suppress_row_impl(const T* s, const T* e, int64_t i, int64_t n, T thr, uint8_t* removed) {
+  const T si = s[i], ei = e[i];
+  for (int64_t j = i + 1; j < n; ++j)
+    removed[j] |= static_cast<uint8_t>(nms1d::suppresses<T>(si, ei, s[j], e[j], thr));
+}
+VGOPS_CPU_CLONES void suppress_row(const float* s, const float* e, int64_t i, int64_t n, float thr, uint8_t* removed) {
+  suppress_row_impl<float>(s, e, i, n, thr, removed);
+}
+VGOPS_CPU_CLONES void suppress_row(const double* s, const double* e, int64_t i, int64_t n, double thr, uint8_t* removed) {
+  suppress_row_impl<double>(s, e, i, n, thr, removed);
+}
+
+// Greedy NMS over n segments already in rank order; sets keep[k] = 1 for kept positions.
+template <typename T>
+void nms_ranked(const T* s, const T* e, int64_t n, T thr, uint8_t* keep) {
+  std::vector<uint8_t> removed(n, 0);
+  for (int64_t i = 0; i < n; ++i) {
+    if (removed[i]) continue;
+    keep[i] = 1;
+    suppress_row(s, e, i, n, thr, removed.data());
+  }
+}
+
+void check_nms_inputs(const at::Tensor& segments, const at::Tensor& scores, const char* op) {
+  check_segments(segments, op, "segments", 2);
+  TORCH_CHECK_VALUE(scores.dim() == 1 && scores.size(0) == segments.size(0), op,
+                    ": scores must be a 1-d tensor [N] matching segments [N, 2], got ",
+                    scores.sizes(), " for segments ", segments.sizes());
+  TORCH_CHECK_VALUE(at::isFloatingType(scores.scalar_type()), op, ": scores must be floating point, got ",
+                    scores.scalar_type());
+  TORCH_CHECK_VALUE(scores.device() == segments.device(), op,
+                    ": segments and scores must be on the same device, got ", segments.device(), " and ",
+                    scores.device());
+}
+
+// Scores as double (exact for every floating dtype) and the rank order: decreasing score, ties by
+// lower index. NaN scores have no rank and are rejected.
+std::vector<int64_t> rank_order(const at::Tensor& scores, std::vector<double>& sc, const char* op) {
+  const int64_t n = scores.size(0);
+  at::Tensor d = scores.to(at::kDouble).contiguous();
+  sc.assign(d.const_data_ptr<double>(), d.const_data_ptr<double>() + n);
+  for (int64_t i = 0; i < n; ++i)
+    TORCH_CHECK_VALUE(!std::isnan(sc[i]), op, ": scores must not contain NaN, found one at index ", i);
+  std::vector<int64_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(),
+            [&](int64_t i, int64_t j) { return nms1d::ranks_before<double>(sc[i], i, sc[j], j); });
+  return order;
+}
+
+at::Tensor to_index_tensor(const std::vector<int64_t>& v) {
+  at::Tensor out = at::empty({static_cast<int64_t>(v.size())}, at::TensorOptions().dtype(at::kLong));
+  std::copy(v.begin(), v.end(), out.mutable_data_ptr<int64_t>());
+  return out;
+}
+
+// Segment coordinates gathered in `order` as compute type T.
+template <typename scalar_t, typename T>
+void gather(const at::Tensor& segments, const std::vector<int64_t>& order, std::vector<T>& s, std::vector<T>& e) {
+  const scalar_t* p = segments.const_data_ptr<scalar_t>();
+  s.resize(order.size());
+  e.resize(order.size());
+  for (size_t k = 0; k < order.size(); ++k) {
+    s[k] = static_cast<T>(p[2 * order[k]]);
+    e[k] = static_cast<T>(p[2 * order[k] + 1]);
+  }
+}
+
+at::Tensor temporal_nms_cpu(const at::Tensor& segments_in, const at::Tensor& scores, double iou_threshold) {
+  check_nms_inputs(segments_in, scores, "temporal_nms");
+  const int64_t n = segments_in.size(0);
+  if (n == 0) return at::empty({0}, segments_in.options().dtype(at::kLong));
+  at::Tensor segments = segments_in.contiguous();
+  std::vector<double> sc;
+  std::vector<int64_t> order = rank_order(scores, sc, "temporal_nms");
+  std::vector<int64_t> kept;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, segments.scalar_type(), "temporal_nms_cpu", [&] {
+    using T = at::opmath_type<scalar_t>;
+    std::vector<T> s, e;
+    gather<scalar_t, T>(segments, order, s, e);
+    std::vector<uint8_t> keep(n, 0);
+    nms_ranked<T>(s.data(), e.data(), n, static_cast<T>(iou_threshold), keep.data());
+    for (int64_t k = 0; k < n; ++k)
+      if (keep[k]) kept.push_back(order[k]);
+  });
+  return to_index_tensor(kept);
+}
+
+at::Tensor batched_temporal_nms_cpu(const at::Tensor& segments_in, const at::Tensor& scores,
+                                    const at::Tensor& idxs_in, double iou_threshold) {
+  const char* op = "batched_temporal_nms";
+  check_nms_inputs(segments_in, scores, op);
+  TORCH_CHECK_VALUE(idxs_in.dim() == 1 && idxs_in.size(0) == segments_in.size(0), op,
+                    ": idxs must be a 1-d tensor [N] matching segments [N, 2], got ", idxs_in.sizes());
+  TORCH_CHECK_VALUE(at::isIntegralType(idxs_in.scalar_type(), /*includeBool=*/false), op,
+                    ": idxs must be an integer tensor of group ids, got ", idxs_in.scalar_type());
+  const int64_t n = segments_in.size(0);
+  if (n == 0) return at::empty({0}, segments_in.options().dtype(at::kLong));
+  at::Tensor segments = segments_in.contiguous();
+  at::Tensor idxs = idxs_in.to(at::kLong).contiguous();
+  const int64_t* gid = idxs.const_data_ptr<int64_t>();
+
+  std::vector<double> sc;
+  std::vector<int64_t> by_rank = rank_order(scores, sc, op);
+  // Grouped, and in rank order within each group: a stable sort of the rank order by group id.
+  std::vector<int64_t> grouped(by_rank);
+  std::stable_sort(grouped.begin(), grouped.end(), [&](int64_t i, int64_t j) { return gid[i] < gid[j]; });
+  std::vector<int64_t> starts{0};
+  for (int64_t k = 1; k < n; ++k)
+    if (gid[grouped[k]] != gid[grouped[k - 1]]) starts.push_back(k);
+  starts.push_back(n);
+  const int64_t groups = static_cast<int64_t>(starts.size()) - 1;
+
+  std::vector<uint8_t> keep_grouped(n, 0);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, segments.scalar_type(), "batched_temporal_nms_cpu", [&] {
+    using T = at::opmath_type<scalar_t>;
+    std::vector<T> s, e;
+    gather<scalar_t, T>(segments, grouped, s, e);
+    const T thr = static_cast<T>(iou_threshold);
+    // Groups are independent problems: one per task, no cross-group IoU is ever computed.
+    at::parallel_for(0, groups, 1, [&](int64_t lo, int64_t hi) {
+      for (int64_t g = lo; g < hi; ++g) {
+        const int64_t a = starts[g], len = starts[g + 1] - a;
+        nms_ranked<T>(s.data() + a, e.data() + a, len, thr, keep_grouped.data() + a);
+      }
+    });
+  });
+  std::vector<uint8_t> keep_index(n, 0);
+  for (int64_t k = 0; k < n; ++k) keep_index[grouped[k]] = keep_grouped[k];
+  std::vector<int64_t> kept;
+  for (int64_t i : by_rank)
+    if (keep_index[i]) kept.push_back(i);
+  return to_index_tensor(kept);
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(vgops, CPU, m) {
+  m.impl("temporal_nms", &temporal_nms_cpu);
+  m.impl("batched_temporal_nms", &batched_temporal_nms_cpu);
+}
+
+}  // namespace vgops

@@ -1,0 +1,52 @@
+#pragma once
+// Per-element math of temporal IoU, shared by the CPU and CUDA kernels (and by temporal_nms).
+// Segments are (start, end); IoU = inter / (len_a + len_b - inter), 0 when the union is <= 0.
+// T is the compute type: float for half/bfloat16/float inputs, double for double.
+#include "../macros.h"
+
+namespace vgops {
+namespace iou1d {
+
+template <typename T>
+VGOPS_HOST_DEVICE inline T max_(T a, T b) { return a > b ? a : b; }
+template <typename T>
+VGOPS_HOST_DEVICE inline T min_(T a, T b) { return a < b ? a : b; }
+
+template <typename T>
+VGOPS_HOST_DEVICE inline T segment_iou(T s1, T e1, T s2, T e2) {
+  // Same operation order as torchvision's 2D NMS (w = max(0, min(x2) - max(x1)); union =
+  // area_i + area_j - inter), so 1D segments embedded as unit-height boxes give equal results.
+  T inter = max_(min_(e1, e2) - max_(s1, s2), T(0));
+  T uni = (e1 - s1) + (e2 - s2) - inter;
+  return uni > T(0) ? inter / uni : T(0);
+}
+
+// Gradient of segment_iou with respect to (s1, e1, s2, e2), scaled by g. Conventions follow the
+// PyTorch reference (torch.minimum/maximum split ties evenly; clamp(min=0) passes the gradient
+// where the overlap is exactly 0; no gradient where the union is <= 0).
+template <typename T>
+VGOPS_HOST_DEVICE inline void segment_iou_backward(T s1, T e1, T s2, T e2, T g, T* gs1, T* ge1,
+                                                   T* gs2, T* ge2) {
+  T w = min_(e1, e2) - max_(s1, s2);
+  T inter = max_(w, T(0));
+  T uni = (e1 - s1) + (e2 - s2) - inter;
+  *gs1 = *ge1 = *gs2 = *ge2 = T(0);
+  if (!(uni > T(0))) return;
+  T d_inter = g * (uni + inter) / (uni * uni);  // d(inter/uni)/d inter, uni depends on inter
+  T d_len = -g * inter / (uni * uni);           // d(inter/uni)/d len_a (= d len_b)
+  *gs1 = -d_len;
+  *ge1 = d_len;
+  *gs2 = -d_len;
+  *ge2 = d_len;
+  if (w >= T(0)) {
+    T he1 = e1 < e2 ? T(1) : (e1 == e2 ? T(0.5) : T(0));  // share of d min(e1, e2) to e1
+    T hs1 = s1 > s2 ? T(1) : (s1 == s2 ? T(0.5) : T(0));  // share of d max(s1, s2) to s1
+    *ge1 += d_inter * he1;
+    *ge2 += d_inter * (T(1) - he1);
+    *gs1 -= d_inter * hs1;
+    *gs2 -= d_inter * (T(1) - hs1);
+  }
+}
+
+}  // namespace iou1d
+}  // namespace vgops

@@ -1,0 +1,10 @@
+// Schemas of the temporal_nms op family: the one place their signatures live.
+#include <torch/library.h>
+
+TORCH_LIBRARY_FRAGMENT(vgops, m) {
+  // segments [N, 2], scores [N] -> kept indices int64 [K] by decreasing score (ties: lower index).
+  m.def("temporal_nms(Tensor segments, Tensor scores, float iou_threshold) -> Tensor");
+  // As temporal_nms, independently within each group id idxs[N] (int64); kept indices of all
+  // groups sorted by decreasing score (ties: lower index).
+  m.def("batched_temporal_nms(Tensor segments, Tensor scores, Tensor idxs, float iou_threshold) -> Tensor");
+}

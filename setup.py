@@ -1,0 +1,164 @@
+"""Build of the vgops C++/CUDA extension (vgops._C).
+
+    pip install --no-build-isolation .        # inside an environment that already has torch
+
+CPU kernels are always built. CUDA kernels are built when torch is a CUDA build and a CUDA
+toolkit is found, or when FORCE_CUDA=1; never when VGOPS_NO_CUDA=1. GPU architectures come
+from TORCH_CUDA_ARCH_LIST (torch's own default otherwise).
+"""
+import glob
+import os
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+
+from setuptools import setup
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+def _env_flag(name):
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _toolkit_from_nvcc(nvcc):
+    """The CUDA toolkit root behind an `nvcc` that may be a wrapper script outside the toolkit.
+
+    torch guesses CUDA_HOME as dirname(dirname(which nvcc)), which is wrong for a wrapper such as
+    /usr/local/bin/nvcc -> exec /usr/local/cuda-X/bin/nvcc. nvcc's dry run prints the folder the
+    real driver lives in (_HERE_), whatever launched it.
+    """
+    real = os.path.realpath(nvcc)
+    root = os.path.dirname(os.path.dirname(real))
+    if os.path.exists(os.path.join(root, "include", "cuda_runtime.h")):
+        return root
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "probe.cu")
+        open(src, "w").close()
+        try:
+            out = subprocess.run([nvcc, "--dryrun", "-c", src, "-o", os.path.join(tmp, "p.o")],
+                                 capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.SubprocessError):
+            return None
+    m = re.search(r"_HERE_=(\S+)", out.stdout + out.stderr)
+    if m:
+        root = os.path.dirname(os.path.normpath(m.group(1)))
+        if os.path.exists(os.path.join(root, "include", "cuda_runtime.h")):
+            return root
+    return None
+
+
+def _find_cuda_toolkit():
+    for var in ("CUDA_HOME", "CUDA_PATH"):
+        home = os.environ.get(var)
+        if home and os.path.exists(os.path.join(home, "bin", "nvcc")):
+            return home
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        home = _toolkit_from_nvcc(nvcc)
+        if home:
+            return home
+    for home in ("/usr/local/cuda", *sorted(glob.glob("/usr/local/cuda-*"), reverse=True)):
+        if os.path.exists(os.path.join(home, "bin", "nvcc")):
+            return home
+    return None
+
+
+def _want_cuda(torch):
+    if _env_flag("VGOPS_NO_CUDA"):
+        return False, None
+    torch_has_cuda = torch.version.cuda is not None
+    home = _find_cuda_toolkit() if torch_has_cuda or _env_flag("FORCE_CUDA") else None
+    if _env_flag("FORCE_CUDA"):
+        if not torch_has_cuda:
+            sys.exit(f"vgops: FORCE_CUDA=1 but the installed torch {torch.__version__} is a CPU "
+                     "build; install a CUDA build of torch or unset FORCE_CUDA.")
+        if home is None:
+            sys.exit("vgops: FORCE_CUDA=1 but no CUDA toolkit was found (looked at CUDA_HOME, "
+                     "CUDA_PATH, nvcc on PATH and /usr/local/cuda*); set CUDA_HOME.")
+        return True, home
+    return (torch_has_cuda and home is not None), home
+
+
+def _nvidia_wheel_includes():
+    """Header folders of the nvidia-* wheels that CUDA builds of torch from PyPI depend on
+    (cuBLAS, cuSPARSE, ... headers live there, not in the toolkit)."""
+    dirs = []
+    for site in {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}:
+        dirs += glob.glob(os.path.join(site, "nvidia", "*", "include"))
+        dirs += glob.glob(os.path.join(site, "nvidia", "*", "*", "include"))
+    return sorted(d for d in set(dirs) if os.path.isdir(d))
+
+
+def _write_build_info(torch, with_cuda, archs):
+    triton = None
+    try:
+        import triton as _triton  # noqa: F401 - only its version is recorded
+        triton = _triton.__version__
+    except ImportError:
+        pass
+    text = (
+        "# Written by setup.py at build time; do not edit.\n"
+        f"TORCH_VERSION = {torch.__version__!r}\n"
+        f"WITH_CUDA = {with_cuda!r}\n"
+        f"CUDA_VERSION = {(torch.version.cuda if with_cuda else None)!r}\n"
+        f"CUDA_ARCHS = {archs!r}\n"
+        f"TRITON_VERSION_AT_BUILD = {triton!r}\n"
+    )
+    with open(os.path.join(ROOT, "vgops", "_build_info.py"), "w") as f:
+        f.write(text)
+
+
+def _cuda_archs(cpp_extension):
+    flags = cpp_extension._get_cuda_arch_flags()
+    archs = sorted({f"{m[0]}.{m[1:]}" for m in re.findall(r"code=(?:sm|compute)_(\d+a?)", " ".join(flags))})
+    return archs
+
+
+def extensions():
+    try:
+        import torch
+    except ImportError:
+        sys.exit("vgops: torch is not importable. vgops compiles against the torch it will run "
+                 "with: install torch first (for example `pip install torch==2.13.0`), then "
+                 "`pip install --no-build-isolation .`")
+
+    with_cuda, cuda_home = _want_cuda(torch)
+    if with_cuda and not os.environ.get("CUDA_HOME"):
+        # torch.utils.cpp_extension reads CUDA_HOME when it is imported: set it first.
+        os.environ["CUDA_HOME"] = cuda_home
+    from torch.utils import cpp_extension
+
+    sources = sorted(glob.glob(os.path.join("csrc", "*.cpp")) +
+                     glob.glob(os.path.join("csrc", "ops", "*.cpp")) +
+                     glob.glob(os.path.join("csrc", "ops", "cpu", "*.cpp")))
+    define_macros = []  # Py_LIMITED_API is defined by BuildExtension (py_limited_api=True)
+    extra = {"cxx": ["-O3", "-fvisibility=hidden"]}
+    include_dirs = [os.path.join(ROOT, "csrc")]
+    archs = []
+    if with_cuda:
+        sources += sorted(glob.glob(os.path.join("csrc", "ops", "cuda", "*.cu")))
+        define_macros.append(("VGOPS_WITH_CUDA", None))
+        extra["nvcc"] = ["-O3", "--expt-relaxed-constexpr", "-lineinfo"]
+        include_dirs += _nvidia_wheel_includes()
+        archs = _cuda_archs(cpp_extension)
+        ext_cls = cpp_extension.CUDAExtension
+    else:
+        ext_cls = cpp_extension.CppExtension
+    _write_build_info(torch, with_cuda, archs)
+    print(f"vgops: building against torch {torch.__version__}; CUDA kernels: "
+          f"{'yes, archs ' + ','.join(archs) + ' from ' + cuda_home if with_cuda else 'no'}")
+    ext = ext_cls("vgops._C", sources, include_dirs=include_dirs, define_macros=define_macros,
+                  extra_compile_args=extra, py_limited_api=True)
+    return [ext], cpp_extension.BuildExtension.with_options(use_ninja=True)
+
+
+ext_modules, build_ext = extensions()
+setup(
+    ext_modules=ext_modules,
+    cmdclass={"build_ext": build_ext},
+    options={"bdist_wheel": {"py_limited_api": "cp310"}},
+)

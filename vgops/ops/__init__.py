@@ -1,0 +1,1 @@
+"""Public functions of every op, their fake kernels and autograd registrations."""

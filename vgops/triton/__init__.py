@@ -1,0 +1,1 @@
+"""Triton kernels (GPU only; run on the CPU under TRITON_INTERPRET=1). None yet."""
