@@ -156,9 +156,10 @@ def extensions():
     return [ext], cpp_extension.BuildExtension.with_options(use_ninja=True)
 
 
-ext_modules, build_ext = extensions()
-setup(
-    ext_modules=ext_modules,
-    cmdclass={"build_ext": build_ext},
-    options={"bdist_wheel": {"py_limited_api": "cp310"}},
-)
+if __name__ == "__main__":  # setuptools runs this file as __main__; tests import its helpers
+    ext_modules, build_ext = extensions()
+    setup(
+        ext_modules=ext_modules,
+        cmdclass={"build_ext": build_ext},
+        options={"bdist_wheel": {"py_limited_api": "cp310"}},
+    )

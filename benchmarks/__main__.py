@@ -1,0 +1,55 @@
+"""python -m benchmarks [--quick] [--only OP] [--device cpu|cuda] [--out DIR]
+
+Runs every entry (benchmarks/bench_*.py), prints a Markdown table to stdout (progress on
+stderr) and writes DIR/results.csv, DIR/results.json (one row per case, provider, mode and
+device) and DIR/results.md.
+"""
+import argparse
+import importlib
+import os
+import pkgutil
+import sys
+
+import torch
+
+
+def entries():
+    """The bench_* modules of this package, in name order."""
+    pkg_dir = os.path.dirname(os.path.abspath(__file__))
+    names = sorted(m.name for m in pkgutil.iter_modules([pkg_dir]) if m.name.startswith("bench_"))
+    return [importlib.import_module(f"{__package__}.{n}") for n in names]
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[1])
+    p.add_argument("--quick", action="store_true", help="small repeat budget (min_run_time 0.1 s instead of 1 s)")
+    p.add_argument("--only", metavar="OP", help="run only entries whose op name contains OP")
+    p.add_argument("--device", choices=("cpu", "cuda"), action="append",
+                   help="device to run on (repeatable); default: cpu, plus cuda when available")
+    p.add_argument("--out", default="bench_results", metavar="DIR", help="output folder (default: %(default)s)")
+    args = p.parse_args(argv)
+
+    devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    if "cuda" in devices and not torch.cuda.is_available():
+        p.error("--device cuda: no CUDA device is available to this torch "
+                f"({torch.__version__}, CUDA {torch.version.cuda})")
+    try:
+        from . import harness
+        cases = [c for mod in entries() for c in mod.CASES]
+    except ImportError as e:
+        print(f"benchmarks: cannot import vgops ({e})", file=sys.stderr)
+        return 1
+    if args.only:
+        cases = [c for c in cases if args.only in c.op]
+        if not cases:
+            p.error(f"--only {args.only!r} matches no entry")
+    if harness.torchvision is None:
+        print(f"benchmarks: torchvision is not importable ({harness.TORCHVISION_REASON}); "
+              "its columns are left out", file=sys.stderr)
+    md = harness.run_all(cases, [torch.device(d) for d in dict.fromkeys(devices)], args.quick, args.out)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
