@@ -18,7 +18,11 @@ VGOPS_HOST_DEVICE inline T segment_iou(T s1, T e1, T s2, T e2) {
   // area_i + area_j - inter), so 1D segments embedded as unit-height boxes give equal results.
   T inter = max_(min_(e1, e2) - max_(s1, s2), T(0));
   T uni = (e1 - s1) + (e2 - s2) - inter;
-  return uni > T(0) ? inter / uni : T(0);
+  // The division is unconditional (by 1 where the union is not positive) so CPU loops vectorise:
+  // compilers do not if-convert a conditional floating-point division.
+  const bool positive = uni > T(0);
+  const T q = inter / (positive ? uni : T(1));
+  return positive ? q : T(0);
 }
 
 // Gradient of segment_iou with respect to (s1, e1, s2, e2), scaled by g. Conventions follow the

@@ -61,19 +61,25 @@ void check_nms_inputs(const at::Tensor& segments, const at::Tensor& scores, cons
                     scores.device());
 }
 
-// Scores as double (exact for every floating dtype) and the rank order: decreasing score, ties by
-// lower index. NaN scores have no rank and are rejected.
-std::vector<int64_t> rank_order(const at::Tensor& scores, std::vector<double>& sc, const char* op) {
-  const int64_t n = scores.size(0);
+// Scores as double (exact for every floating dtype). NaN scores have no rank and are rejected.
+std::vector<double> scores_as_double(const at::Tensor& scores, const char* op) {
   at::Tensor d = scores.to(at::kDouble).contiguous();
-  sc.assign(d.const_data_ptr<double>(), d.const_data_ptr<double>() + n);
-  for (int64_t i = 0; i < n; ++i)
+  std::vector<double> sc(d.const_data_ptr<double>(), d.const_data_ptr<double>() + d.numel());
+  for (size_t i = 0; i < sc.size(); ++i)
     TORCH_CHECK_VALUE(!std::isnan(sc[i]), op, ": scores must not contain NaN, found one at index ", i);
-  std::vector<int64_t> order(n);
-  std::iota(order.begin(), order.end(), 0);
-  std::sort(order.begin(), order.end(),
-            [&](int64_t i, int64_t j) { return nms1d::ranks_before<double>(sc[i], i, sc[j], j); });
-  return order;
+  return sc;
+}
+
+// Sorts indices into rank order: decreasing score, ties by lower index. Sorts (score, index)
+// pairs, which is several times faster than an indirect comparison through sc.
+void sort_by_rank(int64_t* first, int64_t* last, const double* sc) {
+  thread_local std::vector<std::pair<double, int64_t>> keyed;
+  keyed.resize(last - first);
+  for (int64_t k = 0; k < last - first; ++k) keyed[k] = {sc[first[k]], first[k]};
+  std::sort(keyed.begin(), keyed.end(), [](const std::pair<double, int64_t>& x, const std::pair<double, int64_t>& y) {
+    return nms1d::ranks_before<double>(x.first, x.second, y.first, y.second);
+  });
+  for (int64_t k = 0; k < last - first; ++k) first[k] = keyed[k].second;
 }
 
 at::Tensor to_index_tensor(const std::vector<int64_t>& v) {
@@ -82,16 +88,25 @@ at::Tensor to_index_tensor(const std::vector<int64_t>& v) {
   return out;
 }
 
-// Segment coordinates gathered in `order` as compute type T.
+// NMS of the segments idx[0..n) (sorted into rank order in place); appends nothing, but writes
+// the kept ones to the front of idx and returns how many were kept. Scratch buffers are the
+// caller's so a thread reuses them across groups.
 template <typename scalar_t, typename T>
-void gather(const at::Tensor& segments, const std::vector<int64_t>& order, std::vector<T>& s, std::vector<T>& e) {
-  const scalar_t* p = segments.const_data_ptr<scalar_t>();
-  s.resize(order.size());
-  e.resize(order.size());
-  for (size_t k = 0; k < order.size(); ++k) {
-    s[k] = static_cast<T>(p[2 * order[k]]);
-    e[k] = static_cast<T>(p[2 * order[k] + 1]);
+int64_t nms_group(const scalar_t* seg, const double* sc, int64_t* idx, int64_t n, T thr, std::vector<T>& s,
+                  std::vector<T>& e, std::vector<uint8_t>& keep) {
+  sort_by_rank(idx, idx + n, sc);
+  s.resize(n);
+  e.resize(n);
+  keep.assign(n, 0);
+  for (int64_t k = 0; k < n; ++k) {
+    s[k] = static_cast<T>(seg[2 * idx[k]]);
+    e[k] = static_cast<T>(seg[2 * idx[k] + 1]);
   }
+  nms_ranked<T>(s.data(), e.data(), n, thr, keep.data());
+  int64_t kept = 0;
+  for (int64_t k = 0; k < n; ++k)
+    if (keep[k]) idx[kept++] = idx[k];
+  return kept;
 }
 
 at::Tensor temporal_nms_cpu(const at::Tensor& segments_in, const at::Tensor& scores, double iou_threshold) {
@@ -99,19 +114,17 @@ at::Tensor temporal_nms_cpu(const at::Tensor& segments_in, const at::Tensor& sco
   const int64_t n = segments_in.size(0);
   if (n == 0) return at::empty({0}, segments_in.options().dtype(at::kLong));
   at::Tensor segments = segments_in.contiguous();
-  std::vector<double> sc;
-  std::vector<int64_t> order = rank_order(scores, sc, "temporal_nms");
-  std::vector<int64_t> kept;
+  std::vector<double> sc = scores_as_double(scores, "temporal_nms");
+  std::vector<int64_t> idx(n);
+  std::iota(idx.begin(), idx.end(), 0);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, segments.scalar_type(), "temporal_nms_cpu", [&] {
     using T = at::opmath_type<scalar_t>;
     std::vector<T> s, e;
-    gather<scalar_t, T>(segments, order, s, e);
-    std::vector<uint8_t> keep(n, 0);
-    nms_ranked<T>(s.data(), e.data(), n, static_cast<T>(iou_threshold), keep.data());
-    for (int64_t k = 0; k < n; ++k)
-      if (keep[k]) kept.push_back(order[k]);
+    std::vector<uint8_t> keep;
+    idx.resize(nms_group<scalar_t, T>(segments.const_data_ptr<scalar_t>(), sc.data(), idx.data(), n,
+                                      static_cast<T>(iou_threshold), s, e, keep));
   });
-  return to_index_tensor(kept);
+  return to_index_tensor(idx);
 }
 
 at::Tensor batched_temporal_nms_cpu(const at::Tensor& segments_in, const at::Tensor& scores,
@@ -127,37 +140,38 @@ at::Tensor batched_temporal_nms_cpu(const at::Tensor& segments_in, const at::Ten
   at::Tensor segments = segments_in.contiguous();
   at::Tensor idxs = idxs_in.to(at::kLong).contiguous();
   const int64_t* gid = idxs.const_data_ptr<int64_t>();
+  std::vector<double> sc = scores_as_double(scores, op);
 
-  std::vector<double> sc;
-  std::vector<int64_t> by_rank = rank_order(scores, sc, op);
-  // Grouped, and in rank order within each group: a stable sort of the rank order by group id.
-  std::vector<int64_t> grouped(by_rank);
-  std::stable_sort(grouped.begin(), grouped.end(), [&](int64_t i, int64_t j) { return gid[i] < gid[j]; });
+  // Indices grouped by id (a stable sort; skipped when the ids already come in groups).
+  std::vector<int64_t> idx(n);
+  std::iota(idx.begin(), idx.end(), 0);
+  if (!std::is_sorted(gid, gid + n))
+    std::stable_sort(idx.begin(), idx.end(), [gid](int64_t i, int64_t j) { return gid[i] < gid[j]; });
   std::vector<int64_t> starts{0};
   for (int64_t k = 1; k < n; ++k)
-    if (gid[grouped[k]] != gid[grouped[k - 1]]) starts.push_back(k);
+    if (gid[idx[k]] != gid[idx[k - 1]]) starts.push_back(k);
   starts.push_back(n);
   const int64_t groups = static_cast<int64_t>(starts.size()) - 1;
 
-  std::vector<uint8_t> keep_grouped(n, 0);
+  // Groups are independent problems (ranked, suppressed and compacted in place, in parallel);
+  // no IoU is ever computed across groups.
+  std::vector<int64_t> kept_count(groups);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, segments.scalar_type(), "batched_temporal_nms_cpu", [&] {
     using T = at::opmath_type<scalar_t>;
-    std::vector<T> s, e;
-    gather<scalar_t, T>(segments, grouped, s, e);
+    const scalar_t* seg = segments.const_data_ptr<scalar_t>();
     const T thr = static_cast<T>(iou_threshold);
-    // Groups are independent problems: one per task, no cross-group IoU is ever computed.
     at::parallel_for(0, groups, 1, [&](int64_t lo, int64_t hi) {
-      for (int64_t g = lo; g < hi; ++g) {
-        const int64_t a = starts[g], len = starts[g + 1] - a;
-        nms_ranked<T>(s.data() + a, e.data() + a, len, thr, keep_grouped.data() + a);
-      }
+      std::vector<T> s, e;
+      std::vector<uint8_t> keep;
+      for (int64_t g = lo; g < hi; ++g)
+        kept_count[g] = nms_group<scalar_t, T>(seg, sc.data(), idx.data() + starts[g], starts[g + 1] - starts[g],
+                                               thr, s, e, keep);
     });
   });
-  std::vector<uint8_t> keep_index(n, 0);
-  for (int64_t k = 0; k < n; ++k) keep_index[grouped[k]] = keep_grouped[k];
   std::vector<int64_t> kept;
-  for (int64_t i : by_rank)
-    if (keep_index[i]) kept.push_back(i);
+  for (int64_t g = 0; g < groups; ++g)
+    kept.insert(kept.end(), idx.begin() + starts[g], idx.begin() + starts[g] + kept_count[g]);
+  sort_by_rank(kept.data(), kept.data() + kept.size(), sc.data());  // across groups
   return to_index_tensor(kept);
 }
 
