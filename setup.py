@@ -138,7 +138,9 @@ def extensions():
     define_macros = []  # Py_LIMITED_API is defined by BuildExtension (py_limited_api=True)
     # -fno-trapping-math lets GCC vectorise loops with floating-point selects (results unchanged:
     # it only stops treating FP exceptions as observable).
-    extra = {"cxx": ["-O3", "-fno-trapping-math", "-fvisibility=hidden"]}
+    # -fopenmp: at::parallel_for is an inline OpenMP region, serial unless the extension itself is
+    # compiled with OpenMP. GOMP symbols resolve to the runtime torch already loaded.
+    extra = {"cxx": ["-O3", "-fno-trapping-math", "-fvisibility=hidden", "-fopenmp"]}
     include_dirs = [os.path.join(ROOT, "csrc")]
     archs = []
     if with_cuda:

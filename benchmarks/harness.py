@@ -10,29 +10,33 @@ harness then leaves that provider out and says why.
 
 For each (case, device, mode, provider) the harness:
 
-1. calls the provider once (warm-up; for ``torch.compile`` this is where compilation happens, so
-   it is never timed) and compares its result with the vgops result (the vgops result is compared
-   with the reference's); a disagreement is flagged in the ``check`` column, never hidden;
-2. calls it once more (a second warm-up: lazy backward compilation, allocator caches);
+1. calls the provider once (warm-up; for ``torch.compile`` this is where compilation of the
+   forward and the backward happens, so it is never timed) and compares its result with the
+   vgops result (the vgops result is compared with the reference's); a disagreement is flagged in
+   the ``check`` column and on stderr, never hidden; a provider that raises (a compile failure)
+   gets a row with the error in ``note`` and no timings;
+2. calls it once more to measure the peak memory of one call (below);
 3. times it with ``torch.utils.benchmark.Timer.blocked_autorange(min_run_time=...)`` using all
    of torch's intra-op threads (Timer's default would be one thread). median / p20 / p80 are
    quantiles of the measurement's per-run times (each a block average: a block is as many
-   calls as make the timer overhead negligible);
-4. measures the peak memory of one call:
+   calls as make the timer overhead negligible; a call slower than min_run_time gives one
+   sample, so p20 == p80 == median there).
 
-   * CUDA: ``torch.cuda.max_memory_allocated()`` after ``reset_peak_memory_stats()``, minus what
-     was allocated before the call (exact, for the caching allocator's tensors);
-   * CPU: an **RSS approximation**. The resident-set high-water mark is reset by writing "5" to
-     ``/proc/self/clear_refs`` and read back as ``VmHWM`` from ``/proc/self/status`` after the
-     call; the increase is reported. Before the call freed heap memory is returned to the OS
-     (``malloc_trim``) and, on glibc, allocations >= 64 KiB are made to use their own mappings
-     for the duration of the measured call, so memory freed and reused inside the call is not
-     hidden and memory that was already resident is not counted. It still counts pages, not
-     bytes (4 KiB granularity), includes whatever the interpreter allocates, and misses
-     allocations served from memory resident before the call. Compare ratios, not bytes.
+Peak memory of one call:
 
-   Timing runs with fixed glibc malloc thresholds (mmap 32 MiB, trim 64 MiB: what a long-running
-   glibc process settles at) so a case's timing does not depend on which cases ran before it.
+* CUDA: ``torch.cuda.max_memory_allocated()`` after ``reset_peak_memory_stats()``, minus what
+  was allocated before the call (exact, for the caching allocator's tensors);
+* CPU: an **RSS approximation**. The resident-set high-water mark is reset by writing "5" to
+  ``/proc/self/clear_refs`` and read back as ``VmHWM`` from ``/proc/self/status`` after the
+  call; the increase is reported. Before the call freed heap memory is returned to the OS
+  (``malloc_trim``) and, on glibc, allocations >= 64 KiB are made to use their own mappings
+  for the duration of the measured call, so memory freed and reused inside the call is not
+  hidden and memory that was already resident is not counted. It still counts pages, not
+  bytes (4 KiB granularity), includes whatever the interpreter allocates, and misses
+  allocations served from memory resident before the call. Compare ratios, not bytes.
+
+Timing runs with fixed glibc malloc thresholds (mmap 32 MiB, trim 64 MiB: what a long-running
+glibc process settles at) so a case's timing does not depend on which cases ran before it.
 """
 import csv
 import ctypes
@@ -41,7 +45,6 @@ import datetime
 import gc
 import io
 import json
-import math
 import os
 import platform
 import subprocess
@@ -369,16 +372,17 @@ def run_case(case, device, mode, min_run_time, meta):
         try:
             runs[name] = factory(inputs, mode)
         except Unavailable as e:
-            skipped.append((f"{case.op} {case.shape} {mode} {device.type}", name, str(e)))
-    # Warm-up call and result of every provider first, so the check runs before any timing.
-    results, errors = {}, {}
+            skipped.append(((f"{case.op} {case.shape} {device.type}", mode), name, str(e)))
+    # Warm-up call and result of every provider first, so the check runs before any timing. The
+    # second call (compilation, forward and backward, is done by then) measures the peak memory.
+    results, errors, memory = {}, {}, {}
     for name, run in runs.items():
         try:
             out = run.fn()
             _sync(device)
             results[name] = run.convert(out) if run.convert else out
-            run.fn()  # second warm-up: lazy compilation of backward, allocator caches
-            _sync(device)
+            del out
+            memory[name] = peak_memory(run.fn, device)
         except Exception as e:
             errors[name] = _first_line(e, 300)
     checks = {}
@@ -405,7 +409,7 @@ def run_case(case, device, mode, min_run_time, meta):
             rows.append(row)
             continue
         row["median_ms"], row["p20_ms"], row["p80_ms"], row["runs"] = measure(run, device, min_run_time)
-        row["peak_mem_bytes"], row["mem_method"] = peak_memory(run.fn, device)
+        row["peak_mem_bytes"], row["mem_method"] = memory[name]
         row["note"] = run.note() if callable(run.note) else run.note
         rows.append(row)
     del runs, results, inputs
@@ -485,13 +489,21 @@ def markdown_table(rows):
             cells.append(_bytes(v.get("peak_mem_bytes")))
             cells += [_ratio(by[p]["peak_mem_bytes"], v.get("peak_mem_bytes")) if p in by else "n/a"
                       for p in present]
-            bad = [f"{p}: {r['check']}" for p, r in by.items() if not r["check"].startswith("ok")]
             errs = [p for p, r in by.items() if r["note"].startswith("error")]
-            cells.append("ok" if not bad else "**" + "; ".join(bad) + "**")
-            if errs:
-                cells[-1] += " (error: " + ", ".join(errs) + ")"
+            bad = [f"{p}: {r['check']}" for p, r in by.items()
+                   if p not in errs and not r["check"].startswith("ok")]
+            flags = bad + [f"{p}: error (see notes)" for p in errs]
+            cells.append("ok" if not flags else "**" + "; ".join(flags) + "**")
             out.write("| " + " | ".join(c.replace("|", "/") for c in cells) + " |\n")
     return out.getvalue()
+
+
+def _where(cases_modes):
+    """'op shape device (mode, mode); ...' from (case, mode) pairs."""
+    by_case = {}
+    for case, mode in cases_modes:
+        by_case.setdefault(case, []).append(mode)
+    return "; ".join(f"{c} ({', '.join(dict.fromkeys(m))})" for c, m in by_case.items())
 
 
 def notes_section(rows, skipped):
@@ -508,12 +520,12 @@ def notes_section(rows, skipped):
         out.write("\nNotes:\n")
     for (prov, note), group in notes.items():
         n_prov = sum(r["provider"] == prov for r in rows)
-        where = ("all cases" if len(group) == n_prov else
-                 "; ".join(f"{r['op']} {r['shape']} {r['mode']} {r['device']}" for r in group))
+        where = "all cases" if len(group) == n_prov else _where(
+            (f"{r['op']} {r['shape']} {r['device']}", r["mode"]) for r in group)
         out.write(f"- {prov}: {note} [{where}]\n")
-    n_work = len({(r["op"], r["shape"], r["mode"], r["device"]) for r in rows})
+    n_work = len({(f"{r['op']} {r['shape']} {r['device']}", r["mode"]) for r in rows})
     for (name, reason), where in left_out.items():
-        where = "all cases" if len(set(where)) >= n_work else "; ".join(dict.fromkeys(where))
+        where = "all cases" if len(set(where)) >= n_work else _where(where)
         out.write(f"- {name} left out: {reason} [{where}]\n")
     return out.getvalue()
 
@@ -526,6 +538,13 @@ def main_meta(devices):
     return dict(common=common, device_names={d.type: device_name(d) for d in devices})
 
 
+def _load():
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
 def run_all(cases, devices, quick, out_dir, log=lambda s: print(s, file=sys.stderr, flush=True)):
     """Run every (case, device, mode); write out_dir/results.{csv,json,md}; return the Markdown."""
     _timing_malloc()
@@ -534,6 +553,10 @@ def run_all(cases, devices, quick, out_dir, log=lambda s: print(s, file=sys.stde
     work = [(c, d, m) for d in devices for c in cases for m in c.modes]
     rows, skipped = [], []
     t_all = time.perf_counter()
+    load_start = _load()
+    if load_start is not None and load_start >= 0.5 * (os.cpu_count() or 1):
+        log(f"warning: the 1-minute load average is {load_start:.2f} on {os.cpu_count()} CPUs: the "
+            "machine is busy, so timings (eager multi-threaded ones most) will be noisy")
     for i, (case, device, mode) in enumerate(work, 1):
         t0 = time.perf_counter()
         label = f"[{i}/{len(work)}] {case.op} {case.shape} {mode} {device.type}"
@@ -543,10 +566,13 @@ def run_all(cases, devices, quick, out_dir, log=lambda s: print(s, file=sys.stde
         skipped += s
         log(f"{label} done in {time.perf_counter() - t0:.1f}s ("
             + ", ".join(f"{x['provider']} {_ms(x['median_ms'])} ms" for x in r) + ")")
+        for x in r:
+            if not x["check"].startswith("ok"):
+                log(f"    {x['provider']}: {x['note'] if x['note'].startswith('error') else x['check']}")
     header = (f"# vgops benchmarks\n\nmachine: {meta['common']['machine']}  \n"
               f"torch {meta['common']['torch_version']}, commit {meta['common']['git_commit']}, "
               f"{'--quick, ' if quick else ''}min_run_time {min_run_time}s, "
-              f"{meta['common']['timestamp']}  \n"
+              f"{meta['common']['timestamp']}, load average {load_start} at start, {_load()} at end  \n"
               "ms: median per call; x/vgops: baseline time (or peak memory) over vgops's, "
               ">1 means vgops is faster (smaller). CPU memory is an RSS approximation.\n")
     md = header + markdown_table(rows) + notes_section(rows, skipped)

@@ -27,29 +27,26 @@ VGOPS_HOST_DEVICE inline T segment_iou(T s1, T e1, T s2, T e2) {
 
 // Gradient of segment_iou with respect to (s1, e1, s2, e2), scaled by g. Conventions follow the
 // PyTorch reference (torch.minimum/maximum split ties evenly; clamp(min=0) passes the gradient
-// where the overlap is exactly 0; no gradient where the union is <= 0).
+// where the overlap is exactly 0; no gradient where the union is <= 0). Branch-free (selects
+// only) so CPU loops over it vectorise.
 template <typename T>
 VGOPS_HOST_DEVICE inline void segment_iou_backward(T s1, T e1, T s2, T e2, T g, T* gs1, T* ge1,
                                                    T* gs2, T* ge2) {
-  T w = min_(e1, e2) - max_(s1, s2);
-  T inter = max_(w, T(0));
-  T uni = (e1 - s1) + (e2 - s2) - inter;
-  *gs1 = *ge1 = *gs2 = *ge2 = T(0);
-  if (!(uni > T(0))) return;
-  T d_inter = g * (uni + inter) / (uni * uni);  // d(inter/uni)/d inter, uni depends on inter
-  T d_len = -g * inter / (uni * uni);           // d(inter/uni)/d len_a (= d len_b)
-  *gs1 = -d_len;
-  *ge1 = d_len;
-  *gs2 = -d_len;
-  *ge2 = d_len;
-  if (w >= T(0)) {
-    T he1 = e1 < e2 ? T(1) : (e1 == e2 ? T(0.5) : T(0));  // share of d min(e1, e2) to e1
-    T hs1 = s1 > s2 ? T(1) : (s1 == s2 ? T(0.5) : T(0));  // share of d max(s1, s2) to s1
-    *ge1 += d_inter * he1;
-    *ge2 += d_inter * (T(1) - he1);
-    *gs1 -= d_inter * hs1;
-    *gs2 -= d_inter * (T(1) - hs1);
-  }
+  const T w = min_(e1, e2) - max_(s1, s2);
+  const T inter = max_(w, T(0));
+  const T uni = (e1 - s1) + (e2 - s2) - inter;
+  const bool positive = uni > T(0);
+  const T u = positive ? uni : T(1);
+  const T g_u2 = g / (u * u);
+  const T d_len = positive ? -g_u2 * inter : T(0);  // d(inter/uni)/d len_a (= d len_b)
+  // d(inter/uni)/d inter (uni depends on inter too), only where inter follows w.
+  const T d_inter = (positive && w >= T(0)) ? g_u2 * (u + inter) : T(0);
+  const T he1 = e1 < e2 ? T(1) : (e1 == e2 ? T(0.5) : T(0));  // share of d min(e1, e2) to e1
+  const T hs1 = s1 > s2 ? T(1) : (s1 == s2 ? T(0.5) : T(0));  // share of d max(s1, s2) to s1
+  *gs1 = -d_len - d_inter * hs1;
+  *ge1 = d_len + d_inter * he1;
+  *gs2 = -d_len - d_inter * (T(1) - hs1);
+  *ge2 = d_len + d_inter * (T(1) - he1);
 }
 
 }  // namespace iou1d

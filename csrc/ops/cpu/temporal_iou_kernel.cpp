@@ -11,6 +11,20 @@
 namespace vgops {
 namespace {
 
+// Sum of x[0..n) in a fixed order with 16 independent partial sums (vectorisable without
+// reassociating: the order is written out, so results do not depend on the compiler or threads).
+template <typename T>
+T ordered_sum(const T* x, int64_t n) {
+  T part[16] = {};
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16)
+    for (int l = 0; l < 16; ++l) part[l] += x[j + l];
+  for (; j < n; ++j) part[j % 16] += x[j];
+  T total = 0;
+  for (int l = 0; l < 16; ++l) total += part[l];
+  return total;
+}
+
 at::Tensor temporal_iou_cpu(const at::Tensor& a_in, const at::Tensor& b_in, bool aligned) {
   check_temporal_iou_inputs(a_in, b_in, aligned);
   const int64_t B = a_in.size(0), N = a_in.size(1), M = b_in.size(1);
@@ -68,30 +82,49 @@ std::tuple<at::Tensor, at::Tensor> temporal_iou_backward_cpu(const at::Tensor& g
       });
       return;
     }
-    // Pairwise: each a-row sums over its M partners and each b-row over its N partners, in two
-    // passes, so no two threads write the same output (deterministic, no atomics).
-    at::parallel_for(0, B * N, 1, [&](int64_t lo, int64_t hi) {
+    // Pairwise. grad_a: per a-row, the M partner terms are computed by a vectorised loop into a
+    // buffer, then summed in a fixed order. grad_b: per chunk of b-columns, a-rows are visited in
+    // order and accumulated column-wise. No two threads write one output, and every sum has the
+    // same order whatever the thread count: deterministic.
+    at::parallel_for(0, B * N, std::max<int64_t>(1, 2048 / std::max<int64_t>(M, 1)), [&](int64_t lo, int64_t hi) {
+      std::vector<T> ds(M), de(M);
       for (int64_t row = lo; row < hi; ++row) {
         const int64_t bi = row / N;
-        T acc_s = 0, acc_e = 0, d[4];
+        const T s1 = pa[2 * row], e1 = pa[2 * row + 1];
+        const scalar_t* q = pb + 2 * bi * M;
+        const scalar_t* gr = pg + row * M;
         for (int64_t j = 0; j < M; ++j) {
-          const scalar_t* q = pb + 2 * (bi * M + j);
-          iou1d::segment_iou_backward<T>(pa[2 * row], pa[2 * row + 1], q[0], q[1], T(pg[row * M + j]), &d[0], &d[1], &d[2], &d[3]);
-          acc_s += d[0]; acc_e += d[1];
+          T d2, d3;
+          iou1d::segment_iou_backward<T>(s1, e1, T(q[2 * j]), T(q[2 * j + 1]), T(gr[j]), &ds[j], &de[j], &d2, &d3);
         }
-        pga[2 * row] = acc_s; pga[2 * row + 1] = acc_e;
+        pga[2 * row] = static_cast<scalar_t>(ordered_sum(ds.data(), M));
+        pga[2 * row + 1] = static_cast<scalar_t>(ordered_sum(de.data(), M));
       }
     });
-    at::parallel_for(0, B * M, 1, [&](int64_t lo, int64_t hi) {
-      for (int64_t col = lo; col < hi; ++col) {
-        const int64_t bi = col / M, j = col % M;
-        T acc_s = 0, acc_e = 0, d[4];
+    constexpr int64_t kCols = 256;
+    const int64_t chunks = (M + kCols - 1) / kCols;
+    at::parallel_for(0, B * chunks, 1, [&](int64_t lo, int64_t hi) {
+      std::vector<T> acc_s(kCols), acc_e(kCols);
+      for (int64_t task = lo; task < hi; ++task) {
+        const int64_t bi = task / chunks, j0 = (task % chunks) * kCols, cols = std::min(kCols, M - j0);
+        std::fill(acc_s.begin(), acc_s.end(), T(0));
+        std::fill(acc_e.begin(), acc_e.end(), T(0));
+        const scalar_t* q = pb + 2 * (bi * M + j0);
         for (int64_t n = 0; n < N; ++n) {
-          const scalar_t* p = pa + 2 * (bi * N + n);
-          iou1d::segment_iou_backward<T>(p[0], p[1], pb[2 * col], pb[2 * col + 1], T(pg[(bi * N + n) * M + j]), &d[0], &d[1], &d[2], &d[3]);
-          acc_s += d[2]; acc_e += d[3];
+          const int64_t row = bi * N + n;
+          const T s1 = pa[2 * row], e1 = pa[2 * row + 1];
+          const scalar_t* gr = pg + row * M + j0;
+          for (int64_t j = 0; j < cols; ++j) {
+            T d0, d1, d2, d3;
+            iou1d::segment_iou_backward<T>(s1, e1, T(q[2 * j]), T(q[2 * j + 1]), T(gr[j]), &d0, &d1, &d2, &d3);
+            acc_s[j] += d2;
+            acc_e[j] += d3;
+          }
         }
-        pgb[2 * col] = acc_s; pgb[2 * col + 1] = acc_e;
+        for (int64_t j = 0; j < cols; ++j) {
+          pgb[2 * (bi * M + j0 + j)] = static_cast<scalar_t>(acc_s[j]);
+          pgb[2 * (bi * M + j0 + j) + 1] = static_cast<scalar_t>(acc_e[j]);
+        }
       }
     });
   });
