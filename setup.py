@@ -112,10 +112,22 @@ def _write_build_info(torch, with_cuda, archs):
         f.write(text)
 
 
+def _default_arch_list(torch):
+    """With no TORCH_CUDA_ARCH_LIST and no visible GPU, torch has nothing to pick the
+    architectures from (it fails): build for the architectures torch itself was built for."""
+    if os.environ.get("TORCH_CUDA_ARCH_LIST") or torch.cuda.is_available():
+        return
+    archs = [a[3:] for a in torch._C._cuda_getArchFlags().split() if a.startswith("sm_")]
+    os.environ["TORCH_CUDA_ARCH_LIST"] = ";".join(f"{a[:-1]}.{a[-1]}" for a in archs)
+    print(f"vgops: no GPU visible and TORCH_CUDA_ARCH_LIST unset: building for torch's own "
+          f"architectures {os.environ['TORCH_CUDA_ARCH_LIST']}")
+
+
 def _cuda_archs(cpp_extension):
-    flags = cpp_extension._get_cuda_arch_flags()
-    archs = sorted({f"{m[0]}.{m[1:]}" for m in re.findall(r"code=(?:sm|compute)_(\d+a?)", " ".join(flags))})
-    return archs
+    """Architectures of the build as "9.0"-style strings, read off torch's nvcc arch flags."""
+    flags = " ".join(cpp_extension._get_cuda_arch_flags())
+    return sorted({f"{d[:-1]}.{d[-1]}{suffix}" for d, suffix in re.findall(r"code=(?:sm|compute)_(\d+)([af]?)", flags)},
+                  key=lambda a: float(a.rstrip("af")))
 
 
 def extensions():
@@ -148,6 +160,7 @@ def extensions():
         define_macros.append(("VGOPS_WITH_CUDA", None))
         extra["nvcc"] = ["-O3", "--expt-relaxed-constexpr", "-lineinfo"]
         include_dirs += _nvidia_wheel_includes()
+        _default_arch_list(torch)
         archs = _cuda_archs(cpp_extension)
         ext_cls = cpp_extension.CUDAExtension
     else:
