@@ -5,9 +5,21 @@ public function here that checks its inputs and picks a backend; all work with a
 torch.compile and torch.library.opcheck.
 """
 from ._loader import build_info
+from .ops.recall_at_iou import recall_at_iou
+from .ops.segment_map_iou import segment_map_iou
 from .ops.temporal_iou import temporal_iou
 from .ops.temporal_nms import batched_temporal_nms, temporal_nms
+from .ops.tube_iou import tube_iou, tube_metrics
 
 __version__ = "0.1.0"
 
-__all__ = ["build_info", "temporal_iou", "temporal_nms", "batched_temporal_nms"]
+__all__ = [
+    "build_info",
+    "temporal_iou",
+    "temporal_nms",
+    "batched_temporal_nms",
+    "segment_map_iou",
+    "recall_at_iou",
+    "tube_iou",
+    "tube_metrics",
+]

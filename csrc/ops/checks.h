@@ -38,3 +38,39 @@ inline void check_temporal_iou_inputs(const at::Tensor& a, const at::Tensor& b, 
 }
 
 }  // namespace vgops
+
+namespace vgops {
+
+inline void check_segment_map_iou_inputs(const at::Tensor& gt, int64_t num_clips, const at::Tensor& duration) {
+  const char* op = "segment_map_iou";
+  check_segments(gt, op, "gt", 2);
+  TORCH_CHECK_VALUE(num_clips >= 0, op, ": num_clips must be >= 0, got ", num_clips);
+  TORCH_CHECK_VALUE(duration.dim() == 1 && duration.size(0) == gt.size(0), op,
+                    ": duration must be [B] for gt [B, 2], got ", duration.sizes());
+  check_same_device_dtype(gt, duration, op, "gt", "duration");
+}
+
+}  // namespace vgops
+
+namespace vgops {
+
+inline void check_tube_iou_inputs(const at::Tensor& pb, const at::Tensor& ps, const at::Tensor& gb,
+                                  const at::Tensor& gs, const at::Tensor& mask) {
+  const char* op = "tube_iou";
+  TORCH_CHECK_VALUE(pb.dim() == 3 && pb.size(2) == 4, op, ": pred_boxes must be [B, T, 4], got ", pb.sizes());
+  TORCH_CHECK_VALUE(gb.sizes() == pb.sizes(), op, ": gt_boxes must match pred_boxes ", pb.sizes(), ", got ", gb.sizes());
+  TORCH_CHECK_VALUE(ps.dim() == 2 && ps.size(0) == pb.size(0) && ps.size(1) == 2, op,
+                    ": pred_span must be [B, 2], got ", ps.sizes());
+  TORCH_CHECK_VALUE(gs.sizes() == ps.sizes(), op, ": gt_span must be [B, 2], got ", gs.sizes());
+  TORCH_CHECK_VALUE(mask.dim() == 2 && mask.size(0) == pb.size(0) && mask.size(1) == pb.size(1) &&
+                        mask.scalar_type() == at::kBool,
+                    op, ": frame_mask must be a bool tensor [B, T], got ", mask.scalar_type(), " ", mask.sizes());
+  TORCH_CHECK_VALUE(at::isFloatingType(pb.scalar_type()), op, ": boxes must be floating point, got ", pb.scalar_type());
+  for (const at::Tensor* t : {&ps, &gb, &gs})
+    TORCH_CHECK_VALUE(t->scalar_type() == pb.scalar_type(), op, ": boxes and spans must share one dtype, got ",
+                      pb.scalar_type(), " and ", t->scalar_type());
+  for (const at::Tensor* t : {&ps, &gb, &gs, &mask})
+    TORCH_CHECK_VALUE(t->device() == pb.device(), op, ": all inputs must be on ", pb.device(), ", got ", t->device());
+}
+
+}  // namespace vgops
