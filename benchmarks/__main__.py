@@ -1,8 +1,8 @@
-"""python -m benchmarks [--quick] [--only OP] [--device cpu|cuda] [--out DIR]
+"""python -m benchmarks [--quick | --full] [--only OP] [--device cpu|cuda] [--out DIR] [--compare OLD.json]
 
 Runs every entry (benchmarks/bench_*.py), prints a Markdown table to stdout (progress on
 stderr) and writes DIR/results.csv, DIR/results.json (one row per case, provider, mode and
-device) and DIR/results.md.
+device), DIR/results.md and PNG plots (speedup per op; time versus size for the size sweeps).
 """
 import argparse
 import importlib
@@ -23,6 +23,9 @@ def entries():
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[1])
     p.add_argument("--quick", action="store_true", help="small repeat budget (min_run_time 0.1 s instead of 1 s)")
+    p.add_argument("--full", action="store_true", help="also run the size sweeps (time versus problem size)")
+    p.add_argument("--compare", metavar="OLD.json", help="flag vgops regressions against an earlier results.json")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--only", metavar="OP", help="run only entries whose op name contains OP")
     p.add_argument("--device", choices=("cpu", "cuda"), action="append",
                    help="device to run on (repeatable); default: cpu, plus cuda when available")
@@ -33,9 +36,13 @@ def main(argv=None):
     if "cuda" in devices and not torch.cuda.is_available():
         p.error("--device cuda: no CUDA device is available to this torch "
                 f"({torch.__version__}, CUDA {torch.version.cuda})")
+    if args.quick and args.full:
+        p.error("--quick and --full exclude each other")
     try:
-        from . import harness
+        from . import harness, report
         cases = [c for mod in entries() for c in mod.CASES]
+        if not args.full:
+            cases = [c for c in cases if c.size is None]
     except ImportError as e:
         print(f"benchmarks: cannot import vgops ({e})", file=sys.stderr)
         return 1
@@ -46,8 +53,23 @@ def main(argv=None):
     if harness.torchvision is None:
         print(f"benchmarks: torchvision is not importable ({harness.TORCHVISION_REASON}); "
               "its columns are left out", file=sys.stderr)
-    md = harness.run_all(cases, [torch.device(d) for d in dict.fromkeys(devices)], args.quick, args.out)
+    regressions = []
+
+    def extra(rows):
+        md = report.bandwidth_section(rows)
+        if not args.no_plots:
+            paths = report.plots(rows, args.out)
+            md += "".join(f"\n![{os.path.basename(q)}]({os.path.basename(q)})\n" for q in paths)
+        if args.compare:
+            text, n = report.compare(rows, args.compare)
+            regressions.append(n)
+            md += text
+        return md
+    md, _ = harness.run_all(cases, [torch.device(d) for d in dict.fromkeys(devices)], args.quick, args.out,
+                            extra_md=extra)
     print(md)
+    if regressions and regressions[0]:
+        print(f"benchmarks: {regressions[0]} regression(s) against {args.compare}", file=sys.stderr)
     return 0
 
 

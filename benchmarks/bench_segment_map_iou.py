@@ -34,4 +34,12 @@ def _providers():
     return {"vgops": vgops_, "reference": reference_, "compiled_reference": compiled_}
 
 
-CASES = [harness.Case("segment_map_iou", "B=64 N=200 fp32", _inputs(64, 200), _providers())]
+def _bytes(inp):  # the [B, N, N] map written, the [B, 2] + [B] inputs read
+    b, n = inp["gt"].shape[0], inp["n"]
+    return 4 * (b * n * n + 3 * b)
+
+
+CASES = [harness.Case("segment_map_iou", "B=64 N=200 fp32", _inputs(64, 200), _providers(), bytes_moved=_bytes)]
+# Size sweep (--full): the map is O(N^2).
+CASES += [harness.Case("segment_map_iou", f"B=64 N={n} fp32 (sweep)", _inputs(64, n), _providers(), size=n)
+          for n in (50, 100, 200, 400, 800)]

@@ -60,5 +60,9 @@ CASES = [
     harness.Case("temporal_iou.pairwise", "32x200x200 fp32", _inputs(200, 200, lead=(32,)),
                  _providers(aligned=False), modes=harness.MODES),
     harness.Case("temporal_iou.aligned", "1000000 pairs fp32", _inputs(1_000_000, 1_000_000, aligned=True),
-                 _providers(aligned=True), modes=harness.MODES),
+                 _providers(aligned=True), modes=harness.MODES,
+                 bytes_moved=lambda inp: 4 * 5 * inp["a"].shape[0]),  # read 2 + 2 floats, write 1 per pair
 ]
+# Size sweep (--full): pairwise IoU is O(N M).
+CASES += [harness.Case("temporal_iou.pairwise", f"{n}x{n} fp32 (sweep)", _inputs(n, n), _providers(aligned=False),
+                       modes=harness.MODES, size=n) for n in (250, 500, 1000, 2000, 4000)]

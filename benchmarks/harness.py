@@ -84,13 +84,17 @@ class Case:
     """op: entry name ("temporal_iou.pairwise"), matched by --only. shape: description.
     make_inputs(device) -> dict of tensors (fixed seed). providers: name -> factory(inputs, mode)
     -> Run. modes: "fwd" and, for differentiable ops, "fwd+bwd". compare(expected, got, inputs)
-    -> (ok, message)."""
+    -> (ok, message). size: the problem size of a member of a size sweep (time-versus-size plots;
+    sweeps run with --full only). bytes_moved(inputs) -> bytes a memory-bound op must read and
+    write in its forward, for the achieved-bandwidth table."""
     op: str
     shape: str
     make_inputs: Callable[[torch.device], dict]
     providers: dict
     modes: tuple = ("fwd",)
     compare: Callable | None = None
+    size: int | None = None
+    bytes_moved: Callable[[dict], int] | None = None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -403,7 +407,7 @@ def run_case(case, device, mode, min_run_time, meta):
         row = dict(op=case.op, shape=case.shape, provider=name, mode=mode, device=device.type,
                    device_name=meta["device_names"][device.type], median_ms=None, p20_ms=None,
                    p80_ms=None, runs=None, peak_mem_bytes=None, mem_method=None,
-                   check=checks.get(name, "error"), note="", **meta["common"])
+                   check=checks.get(name, "error"), note="", size=case.size, **meta["common"])
         if name in errors:
             row["note"] = f"error: {errors[name]}"
             rows.append(row)
@@ -411,6 +415,8 @@ def run_case(case, device, mode, min_run_time, meta):
         row["median_ms"], row["p20_ms"], row["p80_ms"], row["runs"] = measure(run, device, min_run_time)
         row["peak_mem_bytes"], row["mem_method"] = memory[name]
         row["note"] = run.note() if callable(run.note) else run.note
+        if case.bytes_moved is not None and mode == "fwd":
+            row["bytes_moved"] = case.bytes_moved(inputs)
         rows.append(row)
     del runs, results, inputs
     gc.collect()
@@ -423,8 +429,8 @@ def run_case(case, device, mode, min_run_time, meta):
 # output
 
 FIELDS = ["op", "shape", "provider", "mode", "device", "device_name", "median_ms", "p20_ms",
-          "p80_ms", "runs", "peak_mem_bytes", "mem_method", "check", "note", "threads", "machine",
-          "torch_version", "git_commit", "timestamp"]
+          "p80_ms", "runs", "peak_mem_bytes", "mem_method", "check", "note", "size", "bytes_moved",
+          "threads", "machine", "torch_version", "git_commit", "timestamp"]
 
 
 def write_results(rows, out_dir, markdown):
@@ -545,8 +551,9 @@ def _load():
         return None
 
 
-def run_all(cases, devices, quick, out_dir, log=lambda s: print(s, file=sys.stderr, flush=True)):
-    """Run every (case, device, mode); write out_dir/results.{csv,json,md}; return the Markdown."""
+def run_all(cases, devices, quick, out_dir, log=lambda s: print(s, file=sys.stderr, flush=True), extra_md=None):
+    """Run every (case, device, mode); write out_dir/results.{csv,json,md}; return the Markdown
+    and the rows. extra_md(rows) -> Markdown appended to the report (bandwidth, plots)."""
     _timing_malloc()
     min_run_time = 0.1 if quick else 1.0
     meta = main_meta(devices)
@@ -576,6 +583,8 @@ def run_all(cases, devices, quick, out_dir, log=lambda s: print(s, file=sys.stde
               "ms: median per call; x/vgops: baseline time (or peak memory) over vgops's, "
               ">1 means vgops is faster (smaller). CPU memory is an RSS approximation.\n")
     md = header + markdown_table(rows) + notes_section(rows, skipped)
+    if extra_md is not None:
+        md += extra_md(rows)
     write_results(rows, out_dir, md)
     log(f"all done in {time.perf_counter() - t_all:.1f}s; results in {out_dir}/results.{{csv,json,md}}")
-    return md
+    return md, rows
