@@ -154,6 +154,12 @@ def extensions():
     # compiled with OpenMP. GOMP symbols resolve to the runtime torch already loaded.
     extra = {"cxx": ["-O3", "-fno-trapping-math", "-fvisibility=hidden", "-fopenmp"]}
     include_dirs = [os.path.join(ROOT, "csrc")]
+    extra_link = []
+    sanitize = os.environ.get("VGOPS_SANITIZE")  # e.g. "address,undefined": CPU code (CI's sanitizer step)
+    if sanitize:
+        flags = [f"-fsanitize={sanitize}", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined"]
+        extra["cxx"] += flags
+        extra_link += flags
     archs = []
     if with_cuda:
         sources += sorted(glob.glob(os.path.join("csrc", "ops", "cuda", "*.cu")))
@@ -169,7 +175,7 @@ def extensions():
     print(f"vgops: building against torch {torch.__version__}; CUDA kernels: "
           f"{'yes, archs ' + ','.join(archs) + ' from ' + cuda_home if with_cuda else 'no'}")
     ext = ext_cls("vgops._C", sources, include_dirs=include_dirs, define_macros=define_macros,
-                  extra_compile_args=extra, py_limited_api=True)
+                  extra_compile_args=extra, extra_link_args=extra_link, py_limited_api=True)
     return [ext], cpp_extension.BuildExtension.with_options(use_ninja=True)
 
 
