@@ -136,7 +136,7 @@ class TestErrors:
         seg = torch.rand(4, 2)
         with pytest.raises(ValueError, match=r"temporal_iou: a must be a segment tensor .*got shape \(4, 3\)"):
             vgops.temporal_iou(torch.rand(4, 3), seg)
-        with pytest.raises(TypeError, match=r"temporal_iou: b must be a floating-point tensor, got dtype torch.int64"):
+        with pytest.raises(ValueError, match=r"temporal_iou: b must be a floating-point tensor, got dtype torch.int64"):
             vgops.temporal_iou(seg, torch.zeros(4, 2, dtype=torch.long))
         with pytest.raises(ValueError, match=r"leading dims .* must broadcast, got \(2, 4, 2\) and \(3, 4, 2\)"):
             vgops.temporal_iou(torch.rand(2, 4, 2), torch.rand(3, 4, 2))

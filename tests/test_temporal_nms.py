@@ -138,7 +138,7 @@ class TestErrors:
             vgops.temporal_nms(torch.rand(2, 3, 2), torch.rand(2), 0.5)
         with pytest.raises(ValueError, match=r"temporal_nms: scores must be \[N\] for segments \[N, 2\] = \(4, 2\), got shape \(3,\)"):
             vgops.temporal_nms(torch.rand(4, 2), torch.rand(3), 0.5)
-        with pytest.raises(TypeError, match="scores must be a floating-point tensor"):
+        with pytest.raises(ValueError, match="scores must be a floating-point tensor"):
             vgops.temporal_nms(torch.rand(4, 2), torch.arange(4), 0.5)
         with pytest.raises(ValueError, match="iou_threshold must not be NaN"):
             vgops.temporal_nms(torch.rand(4, 2), torch.rand(4), float("nan"))

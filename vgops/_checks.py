@@ -3,15 +3,21 @@ and what came."""
 import torch
 
 
+class InputError(TypeError, ValueError):
+    """A bad argument at the public boundary. Both a ValueError (a tensor of the wrong dtype,
+    shape or device is a wrong value) and a TypeError (the Python convention for wrong types), so
+    callers can catch either."""
+
+
 def tensor(x, name, op):
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(x).__name__}")
+        raise InputError(f"{op}: {name} must be a torch.Tensor, got {type(x).__name__}")
 
 
 def floating(x, name, op):
     tensor(x, name, op)
     if not x.is_floating_point():
-        raise TypeError(f"{op}: {name} must be a floating-point tensor, got dtype {x.dtype}")
+        raise InputError(f"{op}: {name} must be a floating-point tensor, got dtype {x.dtype}")
 
 
 def segments(x, name, op, dim=None):
@@ -34,6 +40,6 @@ def same_device(op, **tensors):
 
 def iou_threshold(value, op):
     if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise TypeError(f"{op}: iou_threshold must be a float, got {type(value).__name__}")
+        raise InputError(f"{op}: iou_threshold must be a float, got {type(value).__name__}")
     if value != value:
         raise ValueError(f"{op}: iou_threshold must not be NaN")

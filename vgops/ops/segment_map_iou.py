@@ -41,7 +41,7 @@ def segment_map_iou(gt, num_clips, duration=None, *, backend=None):
     elif isinstance(duration, (int, float)) and not isinstance(duration, bool):
         duration = torch.full((gt.shape[0],), float(duration), dtype=gt.dtype, device=gt.device)
     else:
-        raise TypeError(f"{op}: duration must be None, a float or a tensor [B], got {type(duration).__name__}")
+        raise _checks.InputError(f"{op}: duration must be None, a float or a tensor [B], got {type(duration).__name__}")
     if _backend.choose(op, backend, gt) == "reference":
         return reference.segment_map_iou(gt, num_clips, duration)
     return torch.ops.vgops.segment_map_iou(gt, num_clips, duration.contiguous())
