@@ -16,24 +16,24 @@ VGOPS_HOST_DEVICE inline T box_iou(const T* a, const T* b) {
   return uni > T(0) ? inter / uni : T(0);
 }
 
-// tIoU and vIoU of one query over T frames (TubeDETR): frames t with lo <= t < hi belong to a
-// span; vIoU = (sum of box IoUs over valid frames in both spans) / (valid frames in either span).
-// load(t, k) returns coordinate k of the pred (k < 4) or gt (k >= 4) box of frame t.
-template <typename T, typename Box, typename Valid>
-VGOPS_HOST_DEVICE inline void tube_iou(int64_t frames, T ps, T pe, T gs, T ge, Box boxes, Valid valid, T* tiou,
-                                       T* viou) {
+// tIoU and vIoU of one query (TubeDETR): frames t with lo <= t < hi belong to a span; vIoU =
+// (sum of box IoUs over valid frames in both spans) / (valid frames in either span). pred, gt:
+// the query's [frames, 4] boxes; valid: its [frames] mask.
+template <typename T, typename scalar_t>
+VGOPS_HOST_DEVICE inline void tube_iou(const scalar_t* pred, const scalar_t* gt, const bool* valid, int64_t frames,
+                                       T ps, T pe, T gs, T ge, T* tiou, T* viou) {
   *tiou = iou1d::segment_iou<T>(ps, pe, gs, ge);
   const T inter_lo = iou1d::max_(ps, gs), inter_hi = iou1d::min_(pe, ge);
   const T union_lo = iou1d::min_(ps, gs), union_hi = iou1d::max_(pe, ge);
   T sum = 0;
   int64_t in_union = 0;
   for (int64_t t = 0; t < frames; ++t) {
-    if (!valid(t)) continue;
+    if (!valid[t]) continue;
     const T ft = static_cast<T>(t);
     if (union_lo <= ft && ft < union_hi) ++in_union;
     if (inter_lo <= ft && ft < inter_hi) {
-      T p[4], g[4];
-      boxes(t, p, g);
+      const T p[4] = {T(pred[4 * t]), T(pred[4 * t + 1]), T(pred[4 * t + 2]), T(pred[4 * t + 3])};
+      const T g[4] = {T(gt[4 * t]), T(gt[4 * t + 1]), T(gt[4 * t + 2]), T(gt[4 * t + 3])};
       sum += box_iou<T>(p, g);
     }
   }

@@ -27,15 +27,9 @@ std::tuple<at::Tensor, at::Tensor> tube_iou_cpu(const at::Tensor& pb_in, const a
     scalar_t *ot = tiou.mutable_data_ptr<scalar_t>(), *ov = viou.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, B, 64, [&](int64_t lo, int64_t hi) {
       for (int64_t b = lo; b < hi; ++b) {
-        auto boxes = [&](int64_t t, U* pu, U* gu) {
-          for (int k = 0; k < 4; ++k) {
-            pu[k] = p[(b * T + t) * 4 + k];
-            gu[k] = g[(b * T + t) * 4 + k];
-          }
-        };
-        auto valid = [&](int64_t t) { return m[b * T + t]; };
         U ti, vi;
-        tube::tube_iou<U>(T, pspan[2 * b], pspan[2 * b + 1], gspan[2 * b], gspan[2 * b + 1], boxes, valid, &ti, &vi);
+        tube::tube_iou<U>(p + b * T * 4, g + b * T * 4, m + b * T, T, U(pspan[2 * b]), U(pspan[2 * b + 1]),
+                          U(gspan[2 * b]), U(gspan[2 * b + 1]), &ti, &vi);
         ot[b] = static_cast<scalar_t>(ti);
         ov[b] = static_cast<scalar_t>(vi);
       }

@@ -19,15 +19,9 @@ __global__ void tube_iou_kernel(const scalar_t* __restrict__ p, const scalar_t* 
                                 int64_t B, int64_t T) {
   using U = at::opmath_type<scalar_t>;
   for (int64_t b = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; b < B; b += (int64_t)gridDim.x * blockDim.x) {
-    auto boxes = [&](int64_t t, U* pu, U* gu) {
-      for (int k = 0; k < 4; ++k) {
-        pu[k] = p[(b * T + t) * 4 + k];
-        gu[k] = g[(b * T + t) * 4 + k];
-      }
-    };
-    auto valid = [&](int64_t t) { return m[b * T + t]; };
     U ti, vi;
-    tube::tube_iou<U>(T, U(pspan[2 * b]), U(pspan[2 * b + 1]), U(gspan[2 * b]), U(gspan[2 * b + 1]), boxes, valid, &ti, &vi);
+    tube::tube_iou<U>(p + b * T * 4, g + b * T * 4, m + b * T, T, U(pspan[2 * b]), U(pspan[2 * b + 1]),
+                      U(gspan[2 * b]), U(gspan[2 * b + 1]), &ti, &vi);
     ot[b] = static_cast<scalar_t>(ti);
     ov[b] = static_cast<scalar_t>(vi);
   }
