@@ -7,6 +7,12 @@ torch.compile and torch.library.opcheck.
 from ._loader import build_info
 from .ops.recall_at_iou import recall_at_iou
 from .ops.segment_map_iou import segment_map_iou
+from .ops.segment_score_map import (
+    segment_score_map,
+    segment_weighted_inside_mean,
+    segment_weighted_outside_mean,
+    segment_weighted_token_loss,
+)
 from .ops.temporal_iou import temporal_iou
 from .ops.temporal_nms import batched_temporal_nms, temporal_nms
 from .ops.tube_iou import tube_iou, tube_metrics
@@ -22,4 +28,8 @@ __all__ = [
     "recall_at_iou",
     "tube_iou",
     "tube_metrics",
+    "segment_score_map",
+    "segment_weighted_token_loss",
+    "segment_weighted_outside_mean",
+    "segment_weighted_inside_mean",
 ]

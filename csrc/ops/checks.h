@@ -74,3 +74,46 @@ inline void check_tube_iou_inputs(const at::Tensor& pb, const at::Tensor& ps, co
 }
 
 }  // namespace vgops
+
+namespace vgops {
+
+// Inputs of the segment_score_map family: P [B, Ns, Nv] (or x [B, Nv]: Ns == 0 and
+// token_mask undefined), W [B, Nv, Nv] (undefined for segment_score_map), bool masks.
+inline void check_segment_score_map_inputs(const char* op, const at::Tensor& p, const at::Tensor* w,
+                                           const at::Tensor* token_mask, const at::Tensor& clip_mask) {
+  const bool has_tokens = token_mask != nullptr;
+  const char* pname = has_tokens ? "P" : "x";
+  TORCH_CHECK_VALUE(p.dim() == (has_tokens ? 3 : 2), op, ": ", pname, " must be ",
+                    has_tokens ? "[B, Ns, Nv]" : "[B, Nv]", ", got shape ", p.sizes());
+  TORCH_CHECK_VALUE(at::isFloatingType(p.scalar_type()), op, ": ", pname, " must be floating point, got ",
+                    p.scalar_type());
+  const int64_t B = p.size(0), Nv = p.size(-1);
+  TORCH_CHECK_VALUE(clip_mask.dim() == 2 && clip_mask.size(0) == B && clip_mask.size(1) == Nv &&
+                        clip_mask.scalar_type() == at::kBool,
+                    op, ": clip_mask must be a bool tensor [B, Nv] = [", B, ", ", Nv, "], got ",
+                    clip_mask.scalar_type(), " ", clip_mask.sizes());
+  TORCH_CHECK_VALUE(clip_mask.device() == p.device(), op, ": clip_mask must be on ", p.device(), ", got ",
+                    clip_mask.device());
+  if (has_tokens) {
+    TORCH_CHECK_VALUE(token_mask->dim() == 2 && token_mask->size(0) == B && token_mask->size(1) == p.size(1) &&
+                          token_mask->scalar_type() == at::kBool,
+                      op, ": token_mask must be a bool tensor [B, Ns] = [", B, ", ", p.size(1), "], got ",
+                      token_mask->scalar_type(), " ", token_mask->sizes());
+    TORCH_CHECK_VALUE(token_mask->device() == p.device(), op, ": token_mask must be on ", p.device(),
+                      ", got ", token_mask->device());
+  }
+  if (w != nullptr) {
+    TORCH_CHECK_VALUE(w->dim() == 3 && w->size(0) == B && w->size(1) == Nv && w->size(2) == Nv, op,
+                      ": W must be [B, Nv, Nv] = [", B, ", ", Nv, ", ", Nv, "], got ", w->sizes());
+    check_same_device_dtype(p, *w, op, pname, "W");
+  }
+}
+
+inline int check_token_fn(const char* op, c10::string_view fn) {
+  if (fn == "sigmoid") return 1;
+  if (fn == "identity") return 0;
+  TORCH_CHECK_VALUE(false, op, ": fn must be \"sigmoid\" or \"identity\", got \"", std::string(fn), "\"");
+  return -1;
+}
+
+}  // namespace vgops

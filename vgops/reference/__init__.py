@@ -2,8 +2,21 @@
 fallback backend. Readable first; float64-safe."""
 from .recall_at_iou import recall_at_iou
 from .segment_map_iou import segment_map_iou
+from .segment_score_map import (
+    segment_score_map,
+    segment_score_map_cumsum,
+    segment_weighted_inside_mean,
+    segment_weighted_inside_mean_cumsum,
+    segment_weighted_outside_mean,
+    segment_weighted_outside_mean_cumsum,
+    segment_weighted_token_loss,
+    segment_weighted_token_loss_cumsum,
+)
 from .temporal_iou import temporal_iou
 from .temporal_nms import batched_temporal_nms, temporal_nms
 from .tube_iou import tube_iou
 
-__all__ = ["temporal_iou", "temporal_nms", "batched_temporal_nms", "segment_map_iou", "recall_at_iou", "tube_iou"]
+__all__ = ["temporal_iou", "temporal_nms", "batched_temporal_nms", "segment_map_iou", "recall_at_iou", "tube_iou",
+           "segment_score_map", "segment_weighted_token_loss", "segment_weighted_outside_mean",
+           "segment_weighted_inside_mean", "segment_score_map_cumsum", "segment_weighted_token_loss_cumsum",
+           "segment_weighted_outside_mean_cumsum", "segment_weighted_inside_mean_cumsum"]
