@@ -73,6 +73,16 @@ SPECS = {
     "recall_at_iou": (lambda d: (d(seg(3, 4)), d(seg(3))), lambda a: vgops.recall_at_iou(*a)),
     "tube_iou": (lambda d: (d(tensors((2, 5, 4))), d(seg(2)), d(tensors((2, 5, 4))), d(seg(2))),
                  lambda a: vgops.tube_iou(*a)),
+    "segment_score_map": (lambda d: (d(tensors((2, 3, 6))), d(tensors((2, 3), dtype=torch.bool)),
+                                     d(tensors((2, 6), dtype=torch.bool))),
+                          lambda a: vgops.segment_score_map(*a)),
+    "segment_weighted_token_loss": (lambda d: (d(tensors((2, 3, 5))), d(tensors((2, 5, 5)))),
+                                    lambda a: vgops.segment_weighted_token_loss(*a)),
+    "segment_weighted_outside_mean": (lambda d: (d(tensors((2, 5))), d(tensors((2, 5, 5))),
+                                                 d(tensors((2, 5), dtype=torch.bool))),
+                                      lambda a: vgops.segment_weighted_outside_mean(*a)),
+    "segment_weighted_inside_mean": (lambda d: (d(tensors((2, 5))), d(tensors((2, 5, 5)))),
+                                     lambda a: vgops.segment_weighted_inside_mean(*a)),
 }
 
 
@@ -110,6 +120,7 @@ def valid_calls(seed=0, n=400):
     boxes = torch.rand(50, 20, 4, generator=g) * 50
     boxes[..., 2:] += boxes[..., :2]
     spans = torch.stack([torch.randint(0, 10, (50,), generator=g), torch.randint(10, 20, (50,), generator=g)], 1).float()
+    P, W = torch.rand(4, 6, 50, generator=g), torch.rand(4, 50, 50, generator=g)
     return {
         "temporal_iou": lambda: vgops.temporal_iou(segs[:200], segs[200:]),
         "temporal_iou.backward": lambda: _iou_grad(segs),
@@ -117,7 +128,15 @@ def valid_calls(seed=0, n=400):
         "batched_temporal_nms": lambda: vgops.batched_temporal_nms(segs, scores, idxs, 0.5),
         "segment_map_iou": lambda: vgops.segment_map_iou(segs[:16], 64, 130.0),
         "tube_iou": lambda: vgops.tube_iou(boxes, spans, boxes.flip(0), spans.flip(0)),
+        "segment_score_map.backward": lambda: _ssm_grads(P, W),
     }
+
+
+def _ssm_grads(P, W):
+    P, W = P.clone().requires_grad_(), W.clone().requires_grad_()
+    sc = vgops.segment_score_map(P)
+    loss = vgops.segment_weighted_token_loss(P, W).sum() + sc.masked_fill(sc.isinf(), 0).square().sum()
+    return torch.autograd.grad(loss, (P, W))
 
 
 def _iou_grad(segs):
