@@ -5,9 +5,12 @@ public function here that checks its inputs and picks a backend; all work with a
 torch.compile and torch.library.opcheck.
 """
 from ._loader import build_info
+from .ops.roi_align_1d import RoIAlign1d, roi_align_1d
+from .ops.roi_align_clips import MultiScaleRoIAlignClips, RoIAlignClips, roi_align_clips, roi_align_clips_multiscale
 from .ops.temporal_iou import temporal_iou
 from .ops.temporal_nms import batched_temporal_nms, temporal_nms
 
 __version__ = "0.1.0"
 
-__all__ = ["build_info", "temporal_iou", "temporal_nms", "batched_temporal_nms"]
+__all__ = ["build_info", "temporal_iou", "temporal_nms", "batched_temporal_nms", "roi_align_clips",
+           "roi_align_clips_multiscale", "roi_align_1d", "RoIAlignClips", "MultiScaleRoIAlignClips", "RoIAlign1d"]
