@@ -7,6 +7,7 @@ toolkit is found, or when FORCE_CUDA=1; never when VGOPS_NO_CUDA=1. GPU architec
 from TORCH_CUDA_ARCH_LIST (torch's own default otherwise).
 """
 import glob
+import importlib.util
 import os
 import re
 import shutil
@@ -86,10 +87,17 @@ def _want_cuda(torch):
 def _nvidia_wheel_includes():
     """Header folders of the nvidia-* wheels that CUDA builds of torch from PyPI depend on
     (cuBLAS, cuSPARSE, ... headers live there, not in the toolkit)."""
+    packages = {os.path.join(site, "nvidia") for site in (sysconfig.get_paths()["purelib"],
+                                                          sysconfig.get_paths()["platlib"])}
+    # Wherever `nvidia` is importable from: also a base environment that a virtual environment
+    # sees through a .pth file or --system-site-packages (its own site-packages has no nvidia/).
+    spec = importlib.util.find_spec("nvidia")
+    if spec is not None and spec.submodule_search_locations:
+        packages.update(spec.submodule_search_locations)
     dirs = []
-    for site in {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}:
-        dirs += glob.glob(os.path.join(site, "nvidia", "*", "include"))
-        dirs += glob.glob(os.path.join(site, "nvidia", "*", "*", "include"))
+    for package in packages:
+        dirs += glob.glob(os.path.join(package, "*", "include"))
+        dirs += glob.glob(os.path.join(package, "*", "*", "include"))
     return sorted(d for d in set(dirs) if os.path.isdir(d))
 
 

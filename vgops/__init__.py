@@ -13,6 +13,8 @@ from .ops.segment_score_map import (
     segment_weighted_outside_mean,
     segment_weighted_token_loss,
 )
+from .ops.roi_align_1d import RoIAlign1d, roi_align_1d
+from .ops.roi_align_clips import MultiScaleRoIAlignClips, RoIAlignClips, roi_align_clips, roi_align_clips_multiscale
 from .ops.temporal_iou import temporal_iou
 from .ops.temporal_nms import batched_temporal_nms, temporal_nms
 from .ops.tube_iou import tube_iou, tube_metrics
@@ -32,4 +34,10 @@ __all__ = [
     "segment_weighted_token_loss",
     "segment_weighted_outside_mean",
     "segment_weighted_inside_mean",
+    "roi_align_clips",
+    "roi_align_clips_multiscale",
+    "roi_align_1d",
+    "RoIAlignClips",
+    "MultiScaleRoIAlignClips",
+    "RoIAlign1d",
 ]

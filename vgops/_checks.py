@@ -43,3 +43,36 @@ def iou_threshold(value, op):
         raise InputError(f"{op}: iou_threshold must be a float, got {type(value).__name__}")
     if value != value:
         raise ValueError(f"{op}: iou_threshold must not be NaN")
+
+
+def integer(value, name, op):
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{op}: {name} must be an int, got {type(value).__name__}")
+    return value
+
+
+def positive_integer(value, name, op):
+    integer(value, name, op)
+    if value <= 0:
+        raise ValueError(f"{op}: {name} must be positive, got {value}")
+    return value
+
+
+def output_size(value, name, op):
+    """An int or a pair of ints, all positive -> (h, w)."""
+    pair = (value, value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if not (isinstance(pair, (tuple, list)) and len(pair) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in pair)):
+        raise TypeError(f"{op}: {name} must be an int or a pair of ints (h, w), got {value!r}")
+    if pair[0] <= 0 or pair[1] <= 0:
+        raise ValueError(f"{op}: {name} must be positive, got {value!r}")
+    return int(pair[0]), int(pair[1])
+
+
+def positive_float(value, name, op):
+    """A finite number > 0 -> float."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise TypeError(f"{op}: {name} must be a float, got {type(value).__name__}")
+    if not (value > 0 and value != float("inf")):
+        raise ValueError(f"{op}: {name} must be a finite number > 0, got {value}")
+    return float(value)

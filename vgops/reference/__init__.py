@@ -12,11 +12,28 @@ from .segment_score_map import (
     segment_weighted_token_loss,
     segment_weighted_token_loss_cumsum,
 )
+from .roi_align_1d import roi_align_1d
+from .roi_align_clips import roi_align_clips, roi_align_clips_multiscale
 from .temporal_iou import temporal_iou
 from .temporal_nms import batched_temporal_nms, temporal_nms
 from .tube_iou import tube_iou
 
-__all__ = ["temporal_iou", "temporal_nms", "batched_temporal_nms", "segment_map_iou", "recall_at_iou", "tube_iou",
-           "segment_score_map", "segment_weighted_token_loss", "segment_weighted_outside_mean",
-           "segment_weighted_inside_mean", "segment_score_map_cumsum", "segment_weighted_token_loss_cumsum",
-           "segment_weighted_outside_mean_cumsum", "segment_weighted_inside_mean_cumsum"]
+__all__ = [
+    "temporal_iou",
+    "temporal_nms",
+    "batched_temporal_nms",
+    "segment_map_iou",
+    "recall_at_iou",
+    "tube_iou",
+    "segment_score_map",
+    "segment_weighted_token_loss",
+    "segment_weighted_outside_mean",
+    "segment_weighted_inside_mean",
+    "segment_score_map_cumsum",
+    "segment_weighted_token_loss_cumsum",
+    "segment_weighted_outside_mean_cumsum",
+    "segment_weighted_inside_mean_cumsum",
+    "roi_align_clips",
+    "roi_align_clips_multiscale",
+    "roi_align_1d",
+]
