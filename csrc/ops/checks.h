@@ -74,3 +74,61 @@ inline void check_tube_iou_inputs(const at::Tensor& pb, const at::Tensor& ps, co
 }
 
 }  // namespace vgops
+
+#include <initializer_list>
+#include <utility>
+
+namespace vgops {
+
+// Elementwise ops (gates): every tensor floating point, with the shape, dtype and device of the
+// first.
+inline void check_same_elementwise(const char* op, std::initializer_list<std::pair<const char*, const at::Tensor*>> ts) {
+  const auto& first = *ts.begin();
+  const at::Tensor& a = *first.second;
+  TORCH_CHECK_VALUE(at::isFloatingType(a.scalar_type()), op, ": ", first.first, " must be floating point, got ",
+                    a.scalar_type());
+  for (const auto& p : ts) {
+    const at::Tensor& t = *p.second;
+    TORCH_CHECK_VALUE(t.sizes() == a.sizes(), op, ": ", p.first, " must have the shape of ", first.first, " ",
+                      a.sizes(), ", got ", t.sizes());
+    check_same_device_dtype(a, t, op, first.first, p.first);
+  }
+}
+
+}  // namespace vgops
+
+namespace vgops {
+
+// calibration_gate: x, m [N, D]; weight [2D, 2D]; bias [2D]; one dtype and device.
+inline void check_calibration_gate_inputs(const at::Tensor& x, const at::Tensor& m, const at::Tensor& weight,
+                                          const at::Tensor& bias) {
+  const char* op = "calibration_gate";
+  TORCH_CHECK_VALUE(x.dim() == 2, op, ": x must be [N, D], got ", x.sizes());
+  TORCH_CHECK_VALUE(at::isFloatingType(x.scalar_type()), op, ": x must be floating point, got ", x.scalar_type());
+  TORCH_CHECK_VALUE(m.sizes() == x.sizes(), op, ": m must have the shape of x ", x.sizes(), ", got ", m.sizes());
+  const int64_t D = x.size(1);
+  TORCH_CHECK_VALUE(weight.dim() == 2 && weight.size(0) == 2 * D && weight.size(1) == 2 * D, op,
+                    ": weight must be [2D, 2D] = [", 2 * D, ", ", 2 * D, "], got ", weight.sizes());
+  TORCH_CHECK_VALUE(bias.dim() == 1 && bias.size(0) == 2 * D, op, ": bias must be [2D] = [", 2 * D, "], got ",
+                    bias.sizes());
+  check_same_device_dtype(x, m, op, "x", "m");
+  check_same_device_dtype(x, weight, op, "x", "weight");
+  check_same_device_dtype(x, bias, op, "x", "bias");
+}
+
+// The epilogue's pre-activations: x [N, D] with pre [N, 2D] (and grad [N, D] when given).
+inline void check_calibration_epilogue_inputs(const char* op, const at::Tensor& x, const at::Tensor& pre,
+                                              const at::Tensor* grad = nullptr) {
+  TORCH_CHECK_VALUE(x.dim() == 2 && at::isFloatingType(x.scalar_type()), op, ": x must be a floating [N, D] tensor, got ",
+                    x.scalar_type(), " ", x.sizes());
+  TORCH_CHECK_VALUE(pre.dim() == 2 && pre.size(0) == x.size(0) && pre.size(1) == 2 * x.size(1), op,
+                    ": pre must be [N, 2D] for x ", x.sizes(), ", got ", pre.sizes());
+  check_same_device_dtype(x, pre, op, "x", "pre");
+  if (grad != nullptr) {
+    TORCH_CHECK_VALUE(grad->sizes() == x.sizes(), op, ": grad must have the shape of x ", x.sizes(), ", got ",
+                      grad->sizes());
+    check_same_device_dtype(x, *grad, op, "x", "grad");
+  }
+}
+
+}  // namespace vgops

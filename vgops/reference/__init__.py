@@ -1,9 +1,12 @@
 """Pure-PyTorch versions of every vgops op: the test oracle, the benchmark baseline and the
 fallback backend. Readable first; float64-safe."""
+from .calibration_gate import calibration_gate
+from .gates import cross_gate, self_guided
 from .recall_at_iou import recall_at_iou
 from .segment_map_iou import segment_map_iou
 from .temporal_iou import temporal_iou
 from .temporal_nms import batched_temporal_nms, temporal_nms
 from .tube_iou import tube_iou
 
-__all__ = ["temporal_iou", "temporal_nms", "batched_temporal_nms", "segment_map_iou", "recall_at_iou", "tube_iou"]
+__all__ = ["temporal_iou", "temporal_nms", "batched_temporal_nms", "segment_map_iou", "recall_at_iou", "tube_iou",
+           "cross_gate", "self_guided", "calibration_gate"]
