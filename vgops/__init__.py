@@ -6,6 +6,7 @@ torch.compile and torch.library.opcheck.
 """
 from ._loader import build_info
 from .ops.calibration_gate import calibration_gate
+from .ops.dual_correlation import dual_correlation, text_correlation
 from .ops.gates import cross_gate, self_guided
 from .ops.recall_at_iou import recall_at_iou
 from .ops.segment_map_iou import segment_map_iou
@@ -29,5 +30,7 @@ __all__ = [
     "cross_gate",
     "self_guided",
     "calibration_gate",
+    "dual_correlation",
+    "text_correlation",
     "nn",
 ]

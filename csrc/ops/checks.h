@@ -132,3 +132,27 @@ inline void check_calibration_epilogue_inputs(const char* op, const at::Tensor& 
 }
 
 }  // namespace vgops
+
+namespace vgops {
+
+// kv_attention: q [G, Nq, d], k [G, Nk, d] of one float/double dtype and device; key_mask
+// [G, Nk] bool when given.
+inline void check_kv_attention_inputs(const at::Tensor& q, const at::Tensor& k, const std::optional<at::Tensor>& mask) {
+  const char* op = "kv_attention";
+  TORCH_CHECK_VALUE(q.dim() == 3 && k.dim() == 3 && q.size(0) == k.size(0) && q.size(2) == k.size(2), op,
+                    ": q must be [G, Nq, d] and k [G, Nk, d], got ", q.sizes(), " and ", k.sizes());
+  TORCH_CHECK_VALUE(q.scalar_type() == at::kFloat || q.scalar_type() == at::kDouble, op,
+                    ": q and k must be float32 or float64 (the public functions upcast half/bfloat16), got ",
+                    q.scalar_type());
+  check_same_device_dtype(q, k, op, "q", "k");
+  if (mask.has_value() && mask->defined()) {
+    TORCH_CHECK_VALUE(mask->dim() == 2 && mask->size(0) == k.size(0) && mask->size(1) == k.size(1) &&
+                          mask->scalar_type() == at::kBool,
+                      op, ": key_mask must be a bool tensor [G, Nk] = [", k.size(0), ", ", k.size(1), "], got ",
+                      mask->scalar_type(), " ", mask->sizes());
+    TORCH_CHECK_VALUE(mask->device() == k.device(), op, ": key_mask must be on ", k.device(), ", got ",
+                      mask->device());
+  }
+}
+
+}  // namespace vgops

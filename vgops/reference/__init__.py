@@ -1,6 +1,7 @@
 """Pure-PyTorch versions of every vgops op: the test oracle, the benchmark baseline and the
 fallback backend. Readable first; float64-safe."""
 from .calibration_gate import calibration_gate
+from .dual_correlation import dual_correlation, text_correlation
 from .gates import cross_gate, self_guided
 from .recall_at_iou import recall_at_iou
 from .segment_map_iou import segment_map_iou
@@ -9,4 +10,5 @@ from .temporal_nms import batched_temporal_nms, temporal_nms
 from .tube_iou import tube_iou
 
 __all__ = ["temporal_iou", "temporal_nms", "batched_temporal_nms", "segment_map_iou", "recall_at_iou", "tube_iou",
-           "cross_gate", "self_guided", "calibration_gate"]
+           "cross_gate", "self_guided", "calibration_gate",
+           "dual_correlation", "text_correlation"]
