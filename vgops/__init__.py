@@ -5,6 +5,9 @@ public function here that checks its inputs and picks a backend; all work with a
 torch.compile and torch.library.opcheck.
 """
 from ._loader import build_info
+from .ops.calibration_gate import calibration_gate
+from .ops.dual_correlation import dual_correlation, text_correlation
+from .ops.gates import cross_gate, self_guided
 from .ops.recall_at_iou import recall_at_iou
 from .ops.segment_map_iou import segment_map_iou
 from .ops.segment_score_map import (
@@ -18,6 +21,8 @@ from .ops.roi_align_clips import MultiScaleRoIAlignClips, RoIAlignClips, roi_ali
 from .ops.temporal_iou import temporal_iou
 from .ops.temporal_nms import batched_temporal_nms, temporal_nms
 from .ops.tube_iou import tube_iou, tube_metrics
+
+from . import nn  # noqa: E402 (modules use the functions above)
 
 __version__ = "0.1.0"
 
@@ -40,4 +45,10 @@ __all__ = [
     "RoIAlignClips",
     "MultiScaleRoIAlignClips",
     "RoIAlign1d",
+    "cross_gate",
+    "self_guided",
+    "calibration_gate",
+    "dual_correlation",
+    "text_correlation",
+    "nn",
 ]

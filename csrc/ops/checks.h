@@ -225,6 +225,84 @@ inline int check_token_fn(const char* op, c10::string_view fn) {
   if (fn == "identity") return 0;
   TORCH_CHECK_VALUE(false, op, ": fn must be \"sigmoid\" or \"identity\", got \"", std::string(fn), "\"");
   return -1;
+#include <initializer_list>
+#include <utility>
+
+namespace vgops {
+
+// Elementwise ops (gates): every tensor floating point, with the shape, dtype and device of the
+// first.
+inline void check_same_elementwise(const char* op, std::initializer_list<std::pair<const char*, const at::Tensor*>> ts) {
+  const auto& first = *ts.begin();
+  const at::Tensor& a = *first.second;
+  TORCH_CHECK_VALUE(at::isFloatingType(a.scalar_type()), op, ": ", first.first, " must be floating point, got ",
+                    a.scalar_type());
+  for (const auto& p : ts) {
+    const at::Tensor& t = *p.second;
+    TORCH_CHECK_VALUE(t.sizes() == a.sizes(), op, ": ", p.first, " must have the shape of ", first.first, " ",
+                      a.sizes(), ", got ", t.sizes());
+    check_same_device_dtype(a, t, op, first.first, p.first);
+  }
+}
+
+}  // namespace vgops
+
+namespace vgops {
+
+// calibration_gate: x, m [N, D]; weight [2D, 2D]; bias [2D]; one dtype and device.
+inline void check_calibration_gate_inputs(const at::Tensor& x, const at::Tensor& m, const at::Tensor& weight,
+                                          const at::Tensor& bias) {
+  const char* op = "calibration_gate";
+  TORCH_CHECK_VALUE(x.dim() == 2, op, ": x must be [N, D], got ", x.sizes());
+  TORCH_CHECK_VALUE(at::isFloatingType(x.scalar_type()), op, ": x must be floating point, got ", x.scalar_type());
+  TORCH_CHECK_VALUE(m.sizes() == x.sizes(), op, ": m must have the shape of x ", x.sizes(), ", got ", m.sizes());
+  const int64_t D = x.size(1);
+  TORCH_CHECK_VALUE(weight.dim() == 2 && weight.size(0) == 2 * D && weight.size(1) == 2 * D, op,
+                    ": weight must be [2D, 2D] = [", 2 * D, ", ", 2 * D, "], got ", weight.sizes());
+  TORCH_CHECK_VALUE(bias.dim() == 1 && bias.size(0) == 2 * D, op, ": bias must be [2D] = [", 2 * D, "], got ",
+                    bias.sizes());
+  check_same_device_dtype(x, m, op, "x", "m");
+  check_same_device_dtype(x, weight, op, "x", "weight");
+  check_same_device_dtype(x, bias, op, "x", "bias");
+}
+
+// The epilogue's pre-activations: x [N, D] with pre [N, 2D] (and grad [N, D] when given).
+inline void check_calibration_epilogue_inputs(const char* op, const at::Tensor& x, const at::Tensor& pre,
+                                              const at::Tensor* grad = nullptr) {
+  TORCH_CHECK_VALUE(x.dim() == 2 && at::isFloatingType(x.scalar_type()), op, ": x must be a floating [N, D] tensor, got ",
+                    x.scalar_type(), " ", x.sizes());
+  TORCH_CHECK_VALUE(pre.dim() == 2 && pre.size(0) == x.size(0) && pre.size(1) == 2 * x.size(1), op,
+                    ": pre must be [N, 2D] for x ", x.sizes(), ", got ", pre.sizes());
+  check_same_device_dtype(x, pre, op, "x", "pre");
+  if (grad != nullptr) {
+    TORCH_CHECK_VALUE(grad->sizes() == x.sizes(), op, ": grad must have the shape of x ", x.sizes(), ", got ",
+                      grad->sizes());
+    check_same_device_dtype(x, *grad, op, "x", "grad");
+  }
+}
+
+}  // namespace vgops
+
+namespace vgops {
+
+// kv_attention: q [G, Nq, d], k [G, Nk, d] of one float/double dtype and device; key_mask
+// [G, Nk] bool when given.
+inline void check_kv_attention_inputs(const at::Tensor& q, const at::Tensor& k, const std::optional<at::Tensor>& mask) {
+  const char* op = "kv_attention";
+  TORCH_CHECK_VALUE(q.dim() == 3 && k.dim() == 3 && q.size(0) == k.size(0) && q.size(2) == k.size(2), op,
+                    ": q must be [G, Nq, d] and k [G, Nk, d], got ", q.sizes(), " and ", k.sizes());
+  TORCH_CHECK_VALUE(q.scalar_type() == at::kFloat || q.scalar_type() == at::kDouble, op,
+                    ": q and k must be float32 or float64 (the public functions upcast half/bfloat16), got ",
+                    q.scalar_type());
+  check_same_device_dtype(q, k, op, "q", "k");
+  if (mask.has_value() && mask->defined()) {
+    TORCH_CHECK_VALUE(mask->dim() == 2 && mask->size(0) == k.size(0) && mask->size(1) == k.size(1) &&
+                          mask->scalar_type() == at::kBool,
+                      op, ": key_mask must be a bool tensor [G, Nk] = [", k.size(0), ", ", k.size(1), "], got ",
+                      mask->scalar_type(), " ", mask->sizes());
+    TORCH_CHECK_VALUE(mask->device() == k.device(), op, ": key_mask must be on ", k.device(), ", got ",
+                      mask->device());
+  }
 }
 
 }  // namespace vgops

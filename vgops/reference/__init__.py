@@ -1,5 +1,8 @@
 """Pure-PyTorch versions of every vgops op: the test oracle, the benchmark baseline and the
 fallback backend. Readable first; float64-safe."""
+from .calibration_gate import calibration_gate
+from .dual_correlation import dual_correlation, text_correlation
+from .gates import cross_gate, self_guided
 from .recall_at_iou import recall_at_iou
 from .segment_map_iou import segment_map_iou
 from .segment_score_map import (
@@ -36,4 +39,9 @@ __all__ = [
     "roi_align_clips",
     "roi_align_clips_multiscale",
     "roi_align_1d",
+    "cross_gate",
+    "self_guided",
+    "calibration_gate",
+    "dual_correlation",
+    "text_correlation",
 ]

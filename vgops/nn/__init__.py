@@ -1,0 +1,5 @@
+"""nn.Module wrappers of vgops ops, one module per file."""
+from .calibration_gate import CalibrationGate
+from .gated_correlation import GatedCorrelation
+
+__all__ = ["CalibrationGate", "GatedCorrelation"]
