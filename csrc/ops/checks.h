@@ -225,6 +225,10 @@ inline int check_token_fn(const char* op, c10::string_view fn) {
   if (fn == "identity") return 0;
   TORCH_CHECK_VALUE(false, op, ": fn must be \"sigmoid\" or \"identity\", got \"", std::string(fn), "\"");
   return -1;
+}
+
+}  // namespace vgops
+
 #include <initializer_list>
 #include <utility>
 
