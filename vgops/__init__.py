@@ -6,8 +6,8 @@ torch.compile and torch.library.opcheck.
 """
 from ._loader import build_info
 from .ops.temporal_iou import temporal_iou
-from .ops.temporal_nms import batched_temporal_nms, temporal_nms
+from .ops.temporal_nms import batched_temporal_nms, temporal_nms, temporal_nms_padded
 
 __version__ = "0.1.0"
 
-__all__ = ["build_info", "temporal_iou", "temporal_nms", "batched_temporal_nms"]
+__all__ = ["build_info", "temporal_iou", "temporal_nms", "batched_temporal_nms", "temporal_nms_padded"]

@@ -4,6 +4,8 @@
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
 
+#include <optional>
+
 namespace vgops {
 
 inline void check_segments(const at::Tensor& t, const char* op, const char* name, int64_t dim) {
@@ -35,6 +37,35 @@ inline void check_temporal_iou_inputs(const at::Tensor& a, const at::Tensor& b, 
                       ": aligned=True needs the same number of segments in a and b, got ",
                       a.sizes(), " and ", b.sizes());
   }
+}
+
+// Inputs of the padded (batched, static-shape) NMS ops: segments [B, N, 2], scores [B, N] (both
+// floating, one device), valid_mask bool [B, N] when given, max_keep >= -1. Returns the number of
+// output columns: max_keep, or N for max_keep = -1 ("keep all").
+inline int64_t check_padded_nms_inputs(const at::Tensor& segments, const at::Tensor& scores,
+                                       const std::optional<at::Tensor>& valid_mask, int64_t max_keep,
+                                       const char* op) {
+  check_segments(segments, op, "segments", 3);
+  TORCH_CHECK_VALUE(scores.dim() == 2 && scores.size(0) == segments.size(0) &&
+                        scores.size(1) == segments.size(1),
+                    op, ": scores must be a 2-d tensor [B, N] matching segments [B, N, 2], got ",
+                    scores.sizes(), " for segments ", segments.sizes());
+  TORCH_CHECK_VALUE(at::isFloatingType(scores.scalar_type()), op,
+                    ": scores must be floating point, got ", scores.scalar_type());
+  TORCH_CHECK_VALUE(scores.device() == segments.device(), op,
+                    ": segments and scores must be on the same device, got ", segments.device(),
+                    " and ", scores.device());
+  if (valid_mask.has_value()) {
+    const at::Tensor& m = *valid_mask;
+    TORCH_CHECK_VALUE(m.scalar_type() == at::kBool && m.dim() == 2 && m.size(0) == scores.size(0) &&
+                          m.size(1) == scores.size(1),
+                      op, ": valid_mask must be a bool tensor [B, N] matching scores, got ",
+                      m.scalar_type(), " of shape ", m.sizes(), " for scores ", scores.sizes());
+    TORCH_CHECK_VALUE(m.device() == segments.device(), op, ": valid_mask must be on ",
+                      segments.device(), ", got ", m.device());
+  }
+  TORCH_CHECK_VALUE(max_keep >= -1, op, ": max_keep must be >= 0 (or -1 for all), got ", max_keep);
+  return max_keep < 0 ? segments.size(1) : max_keep;
 }
 
 }  // namespace vgops

@@ -1,6 +1,6 @@
 """Pure-PyTorch versions of every vgops op: the test oracle, the benchmark baseline and the
 fallback backend. Readable first; float64-safe."""
 from .temporal_iou import temporal_iou
-from .temporal_nms import batched_temporal_nms, temporal_nms
+from .temporal_nms import batched_temporal_nms, temporal_nms, temporal_nms_padded
 
-__all__ = ["temporal_iou", "temporal_nms", "batched_temporal_nms"]
+__all__ = ["temporal_iou", "temporal_nms", "batched_temporal_nms", "temporal_nms_padded"]
