@@ -19,7 +19,8 @@ from .ops.segment_score_map import (
 from .ops.roi_align_1d import RoIAlign1d, roi_align_1d
 from .ops.roi_align_clips import MultiScaleRoIAlignClips, RoIAlignClips, roi_align_clips, roi_align_clips_multiscale
 from .ops.temporal_iou import temporal_iou
-from .ops.temporal_nms import batched_temporal_nms, temporal_nms
+from .ops.temporal_nms import batched_temporal_nms, temporal_nms, temporal_nms_padded
+from .ops.temporal_soft_nms import temporal_soft_nms, temporal_soft_nms_padded
 from .ops.tube_iou import tube_iou, tube_metrics
 
 from . import nn  # noqa: E402 (modules use the functions above)
@@ -51,4 +52,7 @@ __all__ = [
     "dual_correlation",
     "text_correlation",
     "nn",
+    "temporal_nms_padded",
+    "temporal_soft_nms",
+    "temporal_soft_nms_padded",
 ]

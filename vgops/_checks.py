@@ -76,3 +76,39 @@ def positive_float(value, name, op):
     if not (value > 0 and value != float("inf")):
         raise ValueError(f"{op}: {name} must be a finite number > 0, got {value}")
     return float(value)
+
+
+def number(value, name, op):
+    """A real number (int or float, not bool), not NaN."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise TypeError(f"{op}: {name} must be a float, got {type(value).__name__}")
+    if value != value:
+        raise ValueError(f"{op}: {name} must not be NaN")
+
+
+def max_keep(value, op):
+    """None or an int >= -1 (None and -1 mean "keep all"); returns the int the kernels take."""
+    if value is None:
+        return -1
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{op}: max_keep must be an int >= 0 or None, got {type(value).__name__}")
+    if value < -1:
+        raise ValueError(f"{op}: max_keep must be >= 0, or None / -1 for all, got {value}")
+    return value
+
+
+def padded_segments_scores(op, segments_, scores, valid_mask=None):
+    """segments [B, N, 2] and scores [B, N] (floating), valid_mask None or bool [B, N], one device."""
+    segments(segments_, "segments", op, dim=3)
+    floating(scores, "scores", op)
+    if tuple(scores.shape) != tuple(segments_.shape[:2]):
+        raise ValueError(f"{op}: scores must be [B, N] for segments [B, N, 2] = {tuple(segments_.shape)}, "
+                         f"got shape {tuple(scores.shape)}")
+    if valid_mask is not None:
+        tensor(valid_mask, "valid_mask", op)
+        if valid_mask.dtype != torch.bool or tuple(valid_mask.shape) != tuple(scores.shape):
+            raise ValueError(f"{op}: valid_mask must be a bool tensor [B, N] = {tuple(scores.shape)}, "
+                             f"got {valid_mask.dtype} of shape {tuple(valid_mask.shape)}")
+        same_device(op, segments=segments_, scores=scores, valid_mask=valid_mask)
+    else:
+        same_device(op, segments=segments_, scores=scores)

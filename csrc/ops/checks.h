@@ -3,6 +3,12 @@
 // friendlier messages; these keep direct torch.ops.vgops.* callers (and C++ users) in bounds.
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
+#include <c10/util/string_view.h>
+
+#include <cmath>
+#include <optional>
+
+#include "temporal_soft_nms.h"
 
 #include <optional>
 
@@ -307,6 +313,70 @@ inline void check_kv_attention_inputs(const at::Tensor& q, const at::Tensor& k, 
     TORCH_CHECK_VALUE(mask->device() == k.device(), op, ": key_mask must be on ", k.device(), ", got ",
                       mask->device());
   }
+// Inputs of the padded (batched, static-shape) NMS ops: segments [B, N, 2], scores [B, N] (both
+// floating, one device), valid_mask bool [B, N] when given, max_keep >= -1. Returns the number of
+// output columns: max_keep, or N for max_keep = -1 ("keep all").
+inline int64_t check_padded_nms_inputs(const at::Tensor& segments, const at::Tensor& scores,
+                                       const std::optional<at::Tensor>& valid_mask, int64_t max_keep,
+                                       const char* op) {
+  check_segments(segments, op, "segments", 3);
+  TORCH_CHECK_VALUE(scores.dim() == 2 && scores.size(0) == segments.size(0) &&
+                        scores.size(1) == segments.size(1),
+                    op, ": scores must be a 2-d tensor [B, N] matching segments [B, N, 2], got ",
+                    scores.sizes(), " for segments ", segments.sizes());
+  TORCH_CHECK_VALUE(at::isFloatingType(scores.scalar_type()), op,
+                    ": scores must be floating point, got ", scores.scalar_type());
+  TORCH_CHECK_VALUE(scores.device() == segments.device(), op,
+                    ": segments and scores must be on the same device, got ", segments.device(),
+                    " and ", scores.device());
+  if (valid_mask.has_value()) {
+    const at::Tensor& m = *valid_mask;
+    TORCH_CHECK_VALUE(m.scalar_type() == at::kBool && m.dim() == 2 && m.size(0) == scores.size(0) &&
+                          m.size(1) == scores.size(1),
+                      op, ": valid_mask must be a bool tensor [B, N] matching scores, got ",
+                      m.scalar_type(), " of shape ", m.sizes(), " for scores ", scores.sizes());
+    TORCH_CHECK_VALUE(m.device() == segments.device(), op, ": valid_mask must be on ",
+                      segments.device(), ", got ", m.device());
+  }
+  TORCH_CHECK_VALUE(max_keep >= -1, op, ": max_keep must be >= 0 (or -1 for all), got ", max_keep);
+  return max_keep < 0 ? segments.size(1) : max_keep;
+}
+
+// Scalar arguments of the soft-NMS ops; returns the soft_nms1d::Method code of `method`.
+inline int check_soft_nms_args(c10::string_view method, double iou_threshold, double sigma, double min_score,
+                               const char* op) {
+  int code = -1;
+  if (method == "gaussian") code = soft_nms1d::kGaussian;
+  if (method == "linear") code = soft_nms1d::kLinear;
+  if (method == "hard") code = soft_nms1d::kHard;
+  TORCH_CHECK_VALUE(code >= 0, op, ": method must be \"gaussian\", \"linear\" or \"hard\", got \"",
+                    std::string(method.data(), method.size()), "\"");
+  TORCH_CHECK_VALUE(!std::isnan(iou_threshold), op, ": iou_threshold must not be NaN");
+  TORCH_CHECK_VALUE(code != soft_nms1d::kGaussian || (sigma > 0 && std::isfinite(sigma)), op,
+                    ": sigma must be a finite number > 0 for the gaussian method, got ", sigma);
+  TORCH_CHECK_VALUE(!std::isnan(min_score), op, ": min_score must not be NaN");
+  return code;
+}
+
+// Inputs of temporal_soft_nms: segments [N, 2], scores [N], both floating, one device.
+inline void check_soft_nms_inputs(const at::Tensor& segments, const at::Tensor& scores, int64_t max_keep,
+                                  const char* op) {
+  check_segments(segments, op, "segments", 2);
+  TORCH_CHECK_VALUE(scores.dim() == 1 && scores.size(0) == segments.size(0), op,
+                    ": scores must be a 1-d tensor [N] matching segments [N, 2], got ", scores.sizes(),
+                    " for segments ", segments.sizes());
+  TORCH_CHECK_VALUE(at::isFloatingType(scores.scalar_type()), op,
+                    ": scores must be floating point, got ", scores.scalar_type());
+  TORCH_CHECK_VALUE(scores.device() == segments.device(), op,
+                    ": segments and scores must be on the same device, got ", segments.device(),
+                    " and ", scores.device());
+  TORCH_CHECK_VALUE(max_keep >= -1, op, ": max_keep must be >= 0 (or -1 for all), got ", max_keep);
+}
+
+// Soft-NMS computes in double when segments or scores are double, else in float.
+inline at::ScalarType soft_nms_compute_type(const at::Tensor& segments, const at::Tensor& scores) {
+  return segments.scalar_type() == at::kDouble || scores.scalar_type() == at::kDouble ? at::kDouble
+                                                                                       : at::kFloat;
 }
 
 }  // namespace vgops

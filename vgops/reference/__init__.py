@@ -18,7 +18,8 @@ from .segment_score_map import (
 from .roi_align_1d import roi_align_1d
 from .roi_align_clips import roi_align_clips, roi_align_clips_multiscale
 from .temporal_iou import temporal_iou
-from .temporal_nms import batched_temporal_nms, temporal_nms
+from .temporal_nms import batched_temporal_nms, temporal_nms, temporal_nms_padded
+from .temporal_soft_nms import temporal_soft_nms, temporal_soft_nms_padded
 from .tube_iou import tube_iou
 
 __all__ = [
@@ -44,4 +45,7 @@ __all__ = [
     "calibration_gate",
     "dual_correlation",
     "text_correlation",
+    "temporal_nms_padded",
+    "temporal_soft_nms",
+    "temporal_soft_nms_padded",
 ]

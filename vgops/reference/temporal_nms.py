@@ -41,3 +41,22 @@ def batched_temporal_nms(segments, scores, idxs, iou_threshold):
         kept.append(members[temporal_nms(segments[members], scores[members], iou_threshold)])
     kept = torch.sort(torch.cat(kept)).values
     return kept[rank_order(scores[kept])]
+
+
+def temporal_nms_padded(segments, scores, iou_threshold, max_keep, valid_mask=None):
+    """temporal_nms of every row b of segments [B, N, 2] / scores [B, N] over its valid segments
+    (valid_mask [B, N], None: all); returns (indices [B, K] int64 into N, -1 padded; bool [B, K]
+    marking the kept entries), K = max_keep (None or -1: N), the first K kept of each row."""
+    b_rows, n = scores.shape
+    k = n if max_keep is None or max_keep < 0 else max_keep
+    idx = torch.full((b_rows, k), -1, dtype=torch.long, device=segments.device)
+    ok = torch.zeros((b_rows, k), dtype=torch.bool, device=segments.device)
+    for b in range(b_rows):
+        if valid_mask is None:
+            members = torch.arange(n, device=segments.device)
+        else:
+            members = torch.nonzero(valid_mask[b]).flatten()
+        kept = members[temporal_nms(segments[b, members], scores[b, members], iou_threshold)][:k]
+        idx[b, :len(kept)] = kept
+        ok[b, :len(kept)] = True
+    return idx, ok

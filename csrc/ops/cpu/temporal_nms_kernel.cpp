@@ -7,7 +7,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <numeric>
+#include <optional>
+#include <tuple>
 #include <vector>
 
 #include "../checks.h"
@@ -38,13 +42,17 @@ VGOPS_CPU_CLONES void suppress_row(const double* s, const double* e, int64_t i, 
   suppress_row_impl<double>(s, e, i, n, thr, removed);
 }
 
-// Greedy NMS over n segments already in rank order; sets keep[k] = 1 for kept positions.
+// Greedy NMS over n segments already in rank order; sets keep[k] = 1 for kept positions. Stops
+// once `limit` segments are kept (greedy NMS is sequential, so those are the first `limit` of the
+// full result).
 template <typename T>
-void nms_ranked(const T* s, const T* e, int64_t n, T thr, uint8_t* keep) {
+void nms_ranked(const T* s, const T* e, int64_t n, T thr, uint8_t* keep, int64_t limit) {
   std::vector<uint8_t> removed(n, 0);
-  for (int64_t i = 0; i < n; ++i) {
+  int64_t kept = 0;
+  for (int64_t i = 0; i < n && kept < limit; ++i) {
     if (removed[i]) continue;
     keep[i] = 1;
+    if (++kept == limit) break;
     suppress_row(s, e, i, n, thr, removed.data());
   }
 }
@@ -61,6 +69,11 @@ void check_nms_inputs(const at::Tensor& segments, const at::Tensor& scores, cons
                     scores.device());
 }
 
+// Whether sort_by_rank may use float keys for these scores and indices below `n`.
+bool use_float_keys(const at::Tensor& scores, int64_t n) {
+  return scores.scalar_type() != at::kDouble && n <= (int64_t(1) << 32);
+}
+
 // Scores as double (exact for every floating dtype). NaN scores have no rank and are rejected.
 std::vector<double> scores_as_double(const at::Tensor& scores, const char* op) {
   at::Tensor d = scores.to(at::kDouble).contiguous();
@@ -70,9 +83,31 @@ std::vector<double> scores_as_double(const at::Tensor& scores, const char* op) {
   return sc;
 }
 
-// Sorts indices into rank order: decreasing score, ties by lower index. Sorts (score, index)
-// pairs, which is several times faster than an indirect comparison through sc.
-void sort_by_rank(int64_t* first, int64_t* last, const double* sc) {
+// One 64-bit key per segment whose ascending order is the rank order (decreasing score, ties by
+// lower index), for a score exactly representable as float and an index < 2^32: the score's bits
+// mapped to an unsigned order (negated for "decreasing"), then the index. -0.0 is +0.0 first: the
+// two compare equal, so their ties go by index too.
+inline uint64_t float_rank_key(double score, int64_t index) {
+  const float f = score == 0.0 ? 0.0f : static_cast<float>(score);
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof(u));
+  u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);  // increasing with the score
+  return (static_cast<uint64_t>(~u) << 32) | static_cast<uint64_t>(index);
+}
+
+// Sorts indices into rank order: decreasing score, ties by lower index. float_keys (scores that
+// came as float, half or bfloat16, and indices < 2^32): sorts integer keys, about twice as fast;
+// otherwise sorts (score, index) pairs, which is several times faster than an indirect
+// comparison through sc.
+void sort_by_rank(int64_t* first, int64_t* last, const double* sc, bool float_keys) {
+  if (float_keys) {
+    thread_local std::vector<uint64_t> keys;
+    keys.resize(last - first);
+    for (int64_t k = 0; k < last - first; ++k) keys[k] = float_rank_key(sc[first[k]], first[k]);
+    std::sort(keys.begin(), keys.end());
+    for (int64_t k = 0; k < last - first; ++k) first[k] = static_cast<int64_t>(keys[k] & 0xffffffffu);
+    return;
+  }
   thread_local std::vector<std::pair<double, int64_t>> keyed;
   keyed.resize(last - first);
   for (int64_t k = 0; k < last - first; ++k) keyed[k] = {sc[first[k]], first[k]};
@@ -89,12 +124,12 @@ at::Tensor to_index_tensor(const std::vector<int64_t>& v) {
 }
 
 // NMS of the segments idx[0..n) (sorted into rank order in place); appends nothing, but writes
-// the kept ones to the front of idx and returns how many were kept. Scratch buffers are the
-// caller's so a thread reuses them across groups.
+// the kept ones (at most `limit`) to the front of idx and returns how many were kept. Scratch
+// buffers are the caller's so a thread reuses them across groups.
 template <typename scalar_t, typename T>
-int64_t nms_group(const scalar_t* seg, const double* sc, int64_t* idx, int64_t n, T thr, std::vector<T>& s,
-                  std::vector<T>& e, std::vector<uint8_t>& keep) {
-  sort_by_rank(idx, idx + n, sc);
+int64_t nms_group(const scalar_t* seg, const double* sc, bool float_keys, int64_t* idx, int64_t n, T thr,
+                  std::vector<T>& s, std::vector<T>& e, std::vector<uint8_t>& keep, int64_t limit) {
+  sort_by_rank(idx, idx + n, sc, float_keys);
   s.resize(n);
   e.resize(n);
   keep.assign(n, 0);
@@ -102,7 +137,7 @@ int64_t nms_group(const scalar_t* seg, const double* sc, int64_t* idx, int64_t n
     s[k] = static_cast<T>(seg[2 * idx[k]]);
     e[k] = static_cast<T>(seg[2 * idx[k] + 1]);
   }
-  nms_ranked<T>(s.data(), e.data(), n, thr, keep.data());
+  nms_ranked<T>(s.data(), e.data(), n, thr, keep.data(), limit);
   int64_t kept = 0;
   for (int64_t k = 0; k < n; ++k)
     if (keep[k]) idx[kept++] = idx[k];
@@ -121,8 +156,8 @@ at::Tensor temporal_nms_cpu(const at::Tensor& segments_in, const at::Tensor& sco
     using T = at::opmath_type<scalar_t>;
     std::vector<T> s, e;
     std::vector<uint8_t> keep;
-    idx.resize(nms_group<scalar_t, T>(segments.const_data_ptr<scalar_t>(), sc.data(), idx.data(), n,
-                                      static_cast<T>(iou_threshold), s, e, keep));
+    idx.resize(nms_group<scalar_t, T>(segments.const_data_ptr<scalar_t>(), sc.data(), use_float_keys(scores, n),
+                                      idx.data(), n, static_cast<T>(iou_threshold), s, e, keep, n));
   });
   return to_index_tensor(idx);
 }
@@ -156,6 +191,7 @@ at::Tensor batched_temporal_nms_cpu(const at::Tensor& segments_in, const at::Ten
   // Groups are independent problems (ranked, suppressed and compacted in place, in parallel);
   // no IoU is ever computed across groups.
   std::vector<int64_t> kept_count(groups);
+  const bool float_keys = use_float_keys(scores, n);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, segments.scalar_type(), "batched_temporal_nms_cpu", [&] {
     using T = at::opmath_type<scalar_t>;
     const scalar_t* seg = segments.const_data_ptr<scalar_t>();
@@ -164,15 +200,60 @@ at::Tensor batched_temporal_nms_cpu(const at::Tensor& segments_in, const at::Ten
       std::vector<T> s, e;
       std::vector<uint8_t> keep;
       for (int64_t g = lo; g < hi; ++g)
-        kept_count[g] = nms_group<scalar_t, T>(seg, sc.data(), idx.data() + starts[g], starts[g + 1] - starts[g],
-                                               thr, s, e, keep);
+        kept_count[g] = nms_group<scalar_t, T>(seg, sc.data(), float_keys, idx.data() + starts[g],
+                                               starts[g + 1] - starts[g], thr, s, e, keep, starts[g + 1] - starts[g]);
     });
   });
   std::vector<int64_t> kept;
   for (int64_t g = 0; g < groups; ++g)
     kept.insert(kept.end(), idx.begin() + starts[g], idx.begin() + starts[g] + kept_count[g]);
-  sort_by_rank(kept.data(), kept.data() + kept.size(), sc.data());  // across groups
+  sort_by_rank(kept.data(), kept.data() + kept.size(), sc.data(), float_keys);  // across groups
   return to_index_tensor(kept);
+}
+
+std::tuple<at::Tensor, at::Tensor> temporal_nms_padded_cpu(const at::Tensor& segments_in, const at::Tensor& scores,
+                                                            double iou_threshold, int64_t max_keep,
+                                                            const std::optional<at::Tensor>& valid_mask) {
+  const char* op = "temporal_nms_padded";
+  const int64_t k_out = check_padded_nms_inputs(segments_in, scores, valid_mask, max_keep, op);
+  const int64_t b_rows = segments_in.size(0), n = segments_in.size(1);
+  at::Tensor out_idx = at::full({b_rows, k_out}, -1, segments_in.options().dtype(at::kLong));
+  at::Tensor out_ok = at::zeros({b_rows, k_out}, segments_in.options().dtype(at::kBool));
+  if (b_rows == 0 || n == 0 || k_out == 0) return {out_idx, out_ok};
+  at::Tensor segments = segments_in.contiguous();
+  at::Tensor mask = valid_mask.has_value() ? valid_mask->contiguous() : at::Tensor();
+  const bool* valid = mask.defined() ? mask.const_data_ptr<bool>() : nullptr;
+  // Scores as double; NaN is rejected among the valid segments only (padding may hold anything).
+  at::Tensor sd = scores.to(at::kDouble).contiguous();
+  const double* sc = sd.const_data_ptr<double>();
+  for (int64_t i = 0; i < b_rows * n; ++i)
+    TORCH_CHECK_VALUE((valid && !valid[i]) || !std::isnan(sc[i]), op,
+                      ": scores must not contain NaN among the valid segments, found one at [", i / n, ", ",
+                      i % n, "]");
+  int64_t* oi = out_idx.mutable_data_ptr<int64_t>();
+  bool* ok = out_ok.mutable_data_ptr<bool>();
+  const bool float_keys = use_float_keys(scores, n);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, segments.scalar_type(), "temporal_nms_padded_cpu", [&] {
+    using T = at::opmath_type<scalar_t>;
+    const scalar_t* seg = segments.const_data_ptr<scalar_t>();
+    const T thr = static_cast<T>(iou_threshold);
+    // Rows are independent problems: one row per task.
+    at::parallel_for(0, b_rows, 1, [&](int64_t lo, int64_t hi) {
+      std::vector<T> s, e;
+      std::vector<uint8_t> keep;
+      std::vector<int64_t> idx;
+      for (int64_t b = lo; b < hi; ++b) {
+        idx.clear();
+        for (int64_t j = 0; j < n; ++j)
+          if (!valid || valid[b * n + j]) idx.push_back(j);
+        const int64_t kept = nms_group<scalar_t, T>(seg + b * n * 2, sc + b * n, float_keys, idx.data(),
+                                                    static_cast<int64_t>(idx.size()), thr, s, e, keep, k_out);
+        std::copy(idx.begin(), idx.begin() + kept, oi + b * k_out);
+        std::fill(ok + b * k_out, ok + b * k_out + kept, true);
+      }
+    });
+  });
+  return {out_idx, out_ok};
 }
 
 }  // namespace
@@ -180,6 +261,7 @@ at::Tensor batched_temporal_nms_cpu(const at::Tensor& segments_in, const at::Ten
 TORCH_LIBRARY_IMPL(vgops, CPU, m) {
   m.impl("temporal_nms", &temporal_nms_cpu);
   m.impl("batched_temporal_nms", &batched_temporal_nms_cpu);
+  m.impl("temporal_nms_padded", &temporal_nms_padded_cpu);
 }
 
 }  // namespace vgops
