@@ -313,6 +313,12 @@ inline void check_kv_attention_inputs(const at::Tensor& q, const at::Tensor& k, 
     TORCH_CHECK_VALUE(mask->device() == k.device(), op, ": key_mask must be on ", k.device(), ", got ",
                       mask->device());
   }
+}
+
+}  // namespace vgops
+
+namespace vgops {
+
 // Inputs of the padded (batched, static-shape) NMS ops: segments [B, N, 2], scores [B, N] (both
 // floating, one device), valid_mask bool [B, N] when given, max_keep >= -1. Returns the number of
 // output columns: max_keep, or N for max_keep = -1 ("keep all").
