@@ -6,7 +6,9 @@
 // run over e (contiguous) and are branch-free so they vectorise; sums over e use a fixed order
 // of 16 partial sums, sums over s and tokens run in index order, and prefix sums are accumulated
 // in double: results are deterministic whatever the thread count. Forward passes are parallel
-// over (sample, row s); backward passes, which accumulate column sums over s, over samples.
+// over (sample, row s); backward passes, which accumulate column sums over s, over samples (each
+// task builds its sample's prefix sums itself: one parallel region per call). Grain sizes keep
+// small problems on the calling thread.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
@@ -108,22 +110,23 @@ at::ScalarType scalar_type_of() {
   return std::is_same<T, double>::value ? at::kDouble : at::kFloat;
 }
 
-// Per-sample clip data: mf[b, j] = clip_mask (0/1) and cnt[b, k] = valid clips before k.
+// Items per task of at::parallel_for for items of `work` elementary operations each: about
+// 32768 operations per task (ATen's GRAIN_SIZE), so small problems run inline on the calling
+// thread (a parallel region costs far more than the work on a busy machine).
+inline int64_t grain_for(int64_t work) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(work, 1)); }
+
+// Clip data of sample b: mf[b, j] = clip_mask (0/1) and cnt[b, k] = valid clips before k.
 template <typename T>
-void clip_prefix(const bool* cm, int64_t B, int64_t Nv, T* mf, T* cnt) {
-  at::parallel_for(0, B, 16, [&](int64_t lo, int64_t hi) {
-    for (int64_t b = lo; b < hi; ++b) {
-      const bool* m = cm + b * Nv;
-      T* c = cnt + b * (Nv + 1);
-      int64_t run = 0;
-      c[0] = 0;
-      for (int64_t j = 0; j < Nv; ++j) {
-        mf[b * Nv + j] = m[j] ? T(1) : T(0);
-        run += m[j] ? 1 : 0;
-        c[j + 1] = static_cast<T>(run);
-      }
-    }
-  });
+inline void clip_prefix_one(const bool* cm, int64_t b, int64_t Nv, T* mf, T* cnt) {
+  const bool* m = cm + b * Nv;
+  T* c = cnt + b * (Nv + 1);
+  int64_t run = 0;
+  c[0] = 0;
+  for (int64_t j = 0; j < Nv; ++j) {
+    mf[b * Nv + j] = m[j] ? T(1) : T(0);
+    run += m[j] ? 1 : 0;
+    c[j + 1] = static_cast<T>(run);
+  }
 }
 
 // X[k] = sum over valid j < k of x[j] (accumulated in double, stored in T). x may be strided by
@@ -162,13 +165,13 @@ int64_t count_true(const bool* m, int64_t n) {
 // minima over valid tokens, ns = number of valid tokens; argmin = first valid token reaching the
 // minimum (-1 where there is none).
 template <typename scalar_t, typename T>
-void score_prefix(const scalar_t* p, const bool* tm, const bool* cm, int64_t B, int64_t Ns, int64_t Nv, T* A,
-                  T* M, T* ns, int64_t* argmin) {
-  at::parallel_for(0, B, 4, [&](int64_t lo, int64_t hi) {
+void score_prefix_one(const scalar_t* p, const bool* tm, const bool* cm, int64_t b, int64_t Ns, int64_t Nv, T* A,
+                      T* M, T* ns, int64_t* argmin, T* mf, T* cnt) {
+    clip_prefix_one<T>(cm, b, Nv, mf, cnt);
     std::vector<double> colsum(Nv);
     std::vector<T> mn(Nv);
     std::vector<int64_t> am(Nv);
-    for (int64_t b = lo; b < hi; ++b) {
+    {
       std::fill(colsum.begin(), colsum.end(), 0.0);
       std::fill(mn.begin(), mn.end(), std::numeric_limits<T>::infinity());
       std::fill(am.begin(), am.end(), int64_t(-1));
@@ -198,7 +201,6 @@ void score_prefix(const scalar_t* p, const bool* tm, const bool* cm, int64_t B, 
       }
       if (argmin != nullptr) std::copy(am.begin(), am.end(), argmin + b * Nv);
     }
-  });
 }
 
 at::Tensor segment_score_map_cpu(const at::Tensor& p_in, const at::Tensor& tm_in, const at::Tensor& cm_in) {
@@ -216,12 +218,14 @@ at::Tensor segment_score_map_cpu(const at::Tensor& p_in, const at::Tensor& tm_in
     T *pA = A.mutable_data_ptr<T>(), *pM = M.mutable_data_ptr<T>(), *pc = cnt.mutable_data_ptr<T>();
     T *pmf = mf.mutable_data_ptr<T>(), *pns = ns.mutable_data_ptr<T>();
     const bool* cmp = cm.const_data_ptr<bool>();
-    clip_prefix<T>(cmp, B, Nv, pmf, pc);
-    score_prefix<scalar_t, T>(p.const_data_ptr<scalar_t>(), tm.const_data_ptr<bool>(), cmp, B, Ns, Nv, pA, pM,
-                              pns, nullptr);
+    at::parallel_for(0, B, grain_for(Ns * Nv), [&](int64_t lo, int64_t hi) {
+      for (int64_t b = lo; b < hi; ++b)
+        score_prefix_one<scalar_t, T>(p.const_data_ptr<scalar_t>(), tm.const_data_ptr<bool>(), cmp, b, Ns, Nv, pA,
+                                      pM, pns, nullptr, pmf, pc);
+    });
     scalar_t* po = out.mutable_data_ptr<scalar_t>();
     const scalar_t ninf = -std::numeric_limits<scalar_t>::infinity();
-    at::parallel_for(0, B * Nv, std::max<int64_t>(1, 8192 / Nv), [&](int64_t lo, int64_t hi) {
+    at::parallel_for(0, B * Nv, grain_for(4 * Nv), [&](int64_t lo, int64_t hi) {
       for (int64_t row = lo; row < hi; ++row) {
         const int64_t b = row / Nv, s = row % Nv;
         scalar_t* o = po + row * Nv;
@@ -267,14 +271,13 @@ at::Tensor segment_score_map_backward_cpu(const at::Tensor& grad_in, const at::T
     int64_t* pam = am.mutable_data_ptr<int64_t>();
     const bool* cmp = cm.const_data_ptr<bool>();
     const bool* tmp = tm.const_data_ptr<bool>();
-    clip_prefix<T>(cmp, B, Nv, pmf, pc);
-    score_prefix<scalar_t, T>(p.const_data_ptr<scalar_t>(), tmp, cmp, B, Ns, Nv, pA, pM, pns, pam);
     const scalar_t* pg = grad.const_data_ptr<scalar_t>();
     scalar_t* pgp = gp.mutable_data_ptr<scalar_t>();
-    at::parallel_for(0, B, 1, [&](int64_t lo, int64_t hi) {
+    at::parallel_for(0, B, grain_for(Ns * Nv + 8 * Nv * Nv), [&](int64_t lo, int64_t hi) {
       std::vector<T> bin(Nv), bout(Nv), col_in(Nv), col_out(Nv), din(Nv), dout(Nv);
       std::vector<double> dA(Nv + 1), dM(Nv + 1);
       for (int64_t b = lo; b < hi; ++b) {
+        score_prefix_one<scalar_t, T>(p.const_data_ptr<scalar_t>(), tmp, cmp, b, Ns, Nv, pA, pM, pns, pam, pmf, pc);
         const T* c = pc + b * (Nv + 1);
         const T* m = pmf + b * Nv;
         const T ct = c[Nv], inv_ns = T(1) / pns[b];
@@ -332,20 +335,27 @@ at::Tensor segment_score_map_backward_cpu(const at::Tensor& grad_in, const at::T
 
 // C[b, i, k] = prefix over valid clips of P[b, i, :]; mf, cnt as in clip_prefix; ns[b].
 template <typename scalar_t, typename T>
+void token_prefix_one(const scalar_t* p, const bool* tm, const bool* cm, int64_t b, int64_t Ns, int64_t Nv, T* C,
+                      T* mf, T* cnt, T* ns) {
+  clip_prefix_one<T>(cm, b, Nv, mf, cnt);
+  for (int64_t r = b * Ns; r < (b + 1) * Ns; ++r)
+    masked_prefix<scalar_t, T>(p + r * Nv, cm + b * Nv, Nv, C + r * (Nv + 1));
+  ns[b] = static_cast<T>(count_true(tm + b * Ns, Ns));
+}
+
+template <typename scalar_t, typename T>
 void token_prefix(const scalar_t* p, const bool* tm, const bool* cm, int64_t B, int64_t Ns, int64_t Nv, T* C,
                   T* mf, T* cnt, T* ns) {
-  clip_prefix<T>(cm, B, Nv, mf, cnt);
-  at::parallel_for(0, B * Ns, std::max<int64_t>(1, 4096 / (Nv + 1)), [&](int64_t lo, int64_t hi) {
-    for (int64_t r = lo; r < hi; ++r) masked_prefix<scalar_t, T>(p + r * Nv, cm + (r / Ns) * Nv, Nv, C + r * (Nv + 1));
+  at::parallel_for(0, B, grain_for(Ns * Nv), [&](int64_t lo, int64_t hi) {
+    for (int64_t b = lo; b < hi; ++b) token_prefix_one<scalar_t, T>(p, tm, cm, b, Ns, Nv, C, mf, cnt, ns);
   });
-  for (int64_t b = 0; b < B; ++b) ns[b] = static_cast<T>(count_true(tm + b * Ns, Ns));
 }
 
 template <int FN, typename scalar_t, typename T>
 void token_loss_forward(const scalar_t* pw, const bool* tm, const T* C, const T* mf, const T* ns, int64_t B,
                         int64_t Ns, int64_t Nv, scalar_t* out) {
   std::vector<double> rows(B * Nv, 0.0);
-  at::parallel_for(0, B * Nv, std::max<int64_t>(1, 64 / std::max<int64_t>(Ns, 1)), [&](int64_t lo, int64_t hi) {
+  at::parallel_for(0, B * Nv, grain_for(16 * Ns * Nv), [&](int64_t lo, int64_t hi) {
     std::vector<T> acc(Nv);
     for (int64_t row = lo; row < hi; ++row) {
       const int64_t b = row / Nv, s = row % Nv;
@@ -372,12 +382,13 @@ void token_loss_forward(const scalar_t* pw, const bool* tm, const T* C, const T*
 }
 
 template <int FN, typename scalar_t, typename T>
-void token_loss_backward(const scalar_t* pg, const scalar_t* pw, const bool* tm, const bool* cm, const T* C,
-                         const T* mf, const T* ns, int64_t B, int64_t Ns, int64_t Nv, scalar_t* gp, scalar_t* gw) {
-  at::parallel_for(0, B, 1, [&](int64_t lo, int64_t hi) {
+void token_loss_backward(const scalar_t* pg, const scalar_t* pp, const scalar_t* pw, const bool* tm, const bool* cm,
+                         T* C, T* mf, T* cnt, T* ns, int64_t B, int64_t Ns, int64_t Nv, scalar_t* gp, scalar_t* gw) {
+  at::parallel_for(0, B, grain_for(16 * Ns * Nv * Nv), [&](int64_t lo, int64_t hi) {
     std::vector<T> wv(Nv), dw(Nv), u(Nv), col(Ns * Nv), gclip(Nv);
     std::vector<double> dC(Ns * (Nv + 1));
     for (int64_t b = lo; b < hi; ++b) {
+      token_prefix_one<scalar_t, T>(pp, tm, cm, b, Ns, Nv, C, mf, cnt, ns);
       const T g = static_cast<T>(pg[b]) / ns[b];
       const T* m = mf + b * Nv;
       std::fill(col.begin(), col.end(), T(0));
@@ -465,13 +476,11 @@ std::tuple<at::Tensor, at::Tensor> segment_weighted_token_loss_backward_cpu(cons
     at::Tensor mf = at::empty({B, Nv}, topt), ns = at::empty({B}, topt);
     const bool* tmp = tm.const_data_ptr<bool>();
     const bool* cmp = cm.const_data_ptr<bool>();
-    token_prefix<scalar_t, T>(p.const_data_ptr<scalar_t>(), tmp, cmp, B, Ns, Nv, C.mutable_data_ptr<T>(),
-                              mf.mutable_data_ptr<T>(), cnt.mutable_data_ptr<T>(), ns.mutable_data_ptr<T>());
     auto run = [&](auto fn_tag) {
       token_loss_backward<decltype(fn_tag)::value, scalar_t, T>(
-          grad.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(), tmp, cmp, C.const_data_ptr<T>(),
-          mf.const_data_ptr<T>(), ns.const_data_ptr<T>(), B, Ns, Nv, gp.mutable_data_ptr<scalar_t>(),
-          gw.mutable_data_ptr<scalar_t>());
+          grad.const_data_ptr<scalar_t>(), p.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(), tmp, cmp,
+          C.mutable_data_ptr<T>(), mf.mutable_data_ptr<T>(), cnt.mutable_data_ptr<T>(), ns.mutable_data_ptr<T>(), B,
+          Ns, Nv, gp.mutable_data_ptr<scalar_t>(), gw.mutable_data_ptr<scalar_t>());
     };
     if (fn_id == ssm::kSigmoid) run(std::integral_constant<int, ssm::kSigmoid>{});
     else run(std::integral_constant<int, ssm::kIdentity>{});
@@ -483,10 +492,15 @@ std::tuple<at::Tensor, at::Tensor> segment_weighted_token_loss_backward_cpu(cons
 // segment_weighted_outside_mean / segment_weighted_inside_mean
 
 template <typename scalar_t, typename T>
+inline void mean_prefix_one(const scalar_t* x, const bool* cm, int64_t b, int64_t Nv, T* X, T* mf, T* cnt) {
+  clip_prefix_one<T>(cm, b, Nv, mf, cnt);
+  masked_prefix<scalar_t, T>(x + b * Nv, cm + b * Nv, Nv, X + b * (Nv + 1));
+}
+
+template <typename scalar_t, typename T>
 void mean_prefix(const scalar_t* x, const bool* cm, int64_t B, int64_t Nv, T* X, T* mf, T* cnt) {
-  clip_prefix<T>(cm, B, Nv, mf, cnt);
-  at::parallel_for(0, B, 16, [&](int64_t lo, int64_t hi) {
-    for (int64_t b = lo; b < hi; ++b) masked_prefix<scalar_t, T>(x + b * Nv, cm + b * Nv, Nv, X + b * (Nv + 1));
+  at::parallel_for(0, B, grain_for(4 * Nv), [&](int64_t lo, int64_t hi) {
+    for (int64_t b = lo; b < hi; ++b) mean_prefix_one<scalar_t, T>(x, cm, b, Nv, X, mf, cnt);
   });
 }
 
@@ -506,7 +520,7 @@ at::Tensor weighted_mean_cpu(const at::Tensor& x_in, const at::Tensor& w_in, con
     mean_prefix<scalar_t, T>(x.const_data_ptr<scalar_t>(), cm.const_data_ptr<bool>(), B, Nv, pX, pmf, pc);
     const scalar_t* pw = w.const_data_ptr<scalar_t>();
     std::vector<double> rows(B * Nv, 0.0);
-    at::parallel_for(0, B * Nv, std::max<int64_t>(1, 8192 / Nv), [&](int64_t lo, int64_t hi) {
+    at::parallel_for(0, B * Nv, grain_for(4 * Nv), [&](int64_t lo, int64_t hi) {
       std::vector<T> buf(Nv);
       for (int64_t row = lo; row < hi; ++row) {
         const int64_t b = row / Nv, s = row % Nv;
@@ -555,15 +569,15 @@ std::tuple<at::Tensor, at::Tensor> weighted_mean_backward_cpu(const at::Tensor& 
     at::Tensor X = at::empty({B, Nv + 1}, topt), cnt = at::empty({B, Nv + 1}, topt), mf = at::empty({B, Nv}, topt);
     T *pX = X.mutable_data_ptr<T>(), *pc = cnt.mutable_data_ptr<T>(), *pmf = mf.mutable_data_ptr<T>();
     const bool* cmp = cm.const_data_ptr<bool>();
-    mean_prefix<scalar_t, T>(x.const_data_ptr<scalar_t>(), cmp, B, Nv, pX, pmf, pc);
     const scalar_t* pw = w.const_data_ptr<scalar_t>();
     const scalar_t* pg = grad.const_data_ptr<scalar_t>();
     scalar_t* pgx = gx.mutable_data_ptr<scalar_t>();
     scalar_t* pgw = gw.mutable_data_ptr<scalar_t>();
-    at::parallel_for(0, B, 1, [&](int64_t lo, int64_t hi) {
+    at::parallel_for(0, B, grain_for(8 * Nv * Nv), [&](int64_t lo, int64_t hi) {
       std::vector<T> buf(Nv), col(Nv), gclip(Nv);
       std::vector<double> dX(Nv + 1);
       for (int64_t b = lo; b < hi; ++b) {
+        mean_prefix_one<scalar_t, T>(x.const_data_ptr<scalar_t>(), cmp, b, Nv, pX, pmf, pc);
         const T g = static_cast<T>(pg[b]);
         const T* m = pmf + b * Nv;
         const T* xp = pX + b * (Nv + 1);
