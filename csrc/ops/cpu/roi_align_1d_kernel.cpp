@@ -12,7 +12,6 @@
 #include <torch/library.h>
 
 #include <algorithm>
-#include <type_traits>
 #include <vector>
 
 #include "../checks.h"
@@ -34,6 +33,16 @@ int64_t channel_chunk(int64_t tasks_without_split, int64_t C) {
 int64_t grain_for(int64_t work_per_task) {
   constexpr int64_t kMinWork = 1 << 15;
   return std::max<int64_t>(1, kMinWork / std::max<int64_t>(work_per_task, 1));
+}
+
+// Prefetch x[0, n): the forward reads a short span of each of C rows T apart (memory latency).
+template <typename scalar_t>
+inline void prefetch_span(const scalar_t* x, int64_t n) {
+#if defined(__GNUC__) || defined(__clang__)
+  constexpr int64_t kLine = 64 / sizeof(scalar_t);
+  for (int64_t j = 0; j < n; j += kLine) __builtin_prefetch(x + j, 0, 3);
+  __builtin_prefetch(x + n - 1, 0, 3);
+#endif
 }
 
 // Batch element of every segment, checked: an index that is not an integer in [0, B) is an error
@@ -80,15 +89,19 @@ at::Tensor roi_align_1d_cpu(const at::Tensor& features_in, const at::Tensor& seg
           tab.build(axis, L, Tn);
           cached = k;
         }
-        const T count = roi::axis_count(axis);
+        const T inv_count = T(1) / roi::axis_count(axis);
+        constexpr int64_t kAhead = 4;  // rows prefetched ahead: each channel's row is T apart
+        for (int64_t c = c0; c < std::min(c1, c0 + kAhead) && tab.span > 0; ++c)
+          prefetch_span(feat + (bidx[k] * C + c) * Tn + tab.u0, tab.span);
         for (int64_t c = c0; c < c1; ++c) {
           const scalar_t* row = feat + (bidx[k] * C + c) * Tn;
+          if (c + kAhead < c1 && tab.span > 0) prefetch_span(row + kAhead * Tn + tab.u0, tab.span);
           scalar_t* o = po + (k * C + c) * L;
           for (int64_t p = 0; p < L; ++p) {
             const T* w = tab.row(p) - tab.u0;
             T acc = T(0);
             for (int64_t t = tab.lo[p]; t < tab.hi[p]; ++t) acc += w[t] * static_cast<T>(row[t]);
-            o[p] = static_cast<scalar_t>(acc / count);
+            o[p] = static_cast<scalar_t>(acc * inv_count);
           }
         }
       }
@@ -107,7 +120,6 @@ at::Tensor roi_align_1d_backward_cpu(const at::Tensor& grad_in, const at::Tensor
   const at::Tensor segments = segments_in.to(at::toOpMathType(grad.scalar_type())).contiguous();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "roi_align_1d_backward_cpu", [&] {
     using T = at::opmath_type<scalar_t>;
-    constexpr bool kDirect = std::is_same<T, scalar_t>::value;
     const T* seg = segments.const_data_ptr<T>();
     const std::vector<int64_t> bidx = batch_indices(seg, K, B, "_roi_align_1d_backward");
     // Segments grouped by batch element, in index order (stable counting sort).
@@ -121,41 +133,48 @@ at::Tensor roi_align_1d_backward_cpu(const at::Tensor& grad_in, const at::Tensor
     const scalar_t* pg = grad.const_data_ptr<scalar_t>();
     scalar_t* pgin = gin.mutable_data_ptr<scalar_t>();
     const T scale = static_cast<T>(temporal_scale);
-    const int64_t cch = channel_chunk(B, C), chunks = (C + cch - 1) / cch;
+    // Channel chunks small enough for the chunk's rows to stay in cache.
+    const int64_t cch = std::min(channel_chunk(B, C), std::max<int64_t>(1, (int64_t(1) << 14) / std::max<int64_t>(Tn, 1)));
+    const int64_t chunks = (C + cch - 1) / cch;
     const int64_t segments_per_batch = (K + std::max<int64_t>(B, 1) - 1) / std::max<int64_t>(B, 1);
     at::parallel_for(0, B * chunks, grain_for(cch * (Tn + segments_per_batch * L * 8)), [&](int64_t begin, int64_t end) {
-      AxisTable<T> tab;
-      std::vector<T> buffer;
+      std::vector<AxisTable<T>> tabs;
+      std::vector<T> inv_counts, buffer(static_cast<size_t>(cch * Tn));
+      int64_t built = -1;  // batch element whose tables are built
       for (int64_t task = begin; task < end; ++task) {
         const int64_t b = task / chunks, c0 = (task % chunks) * cch, c1 = std::min(C, c0 + cch);
-        scalar_t* dst_out = pgin + (b * C + c0) * Tn;
-        T* dst;
-        if constexpr (kDirect) {
-          dst = reinterpret_cast<T*>(dst_out);
-        } else {
-          buffer.resize(static_cast<size_t>((c1 - c0) * Tn));
-          dst = buffer.data();
+        const int64_t first = start[b], n = start[b + 1] - start[b];
+        if (built != b) {
+          if (static_cast<int64_t>(tabs.size()) < n) tabs.resize(static_cast<size_t>(n));
+          inv_counts.resize(static_cast<size_t>(n));
+          for (int64_t j = 0; j < n; ++j) {
+            const int64_t k = order[first + j];
+            const roi::Axis<T> axis = roi::make_axis<T>(seg[3 * k + 1], seg[3 * k + 2], scale, aligned, L, sampling_ratio);
+            tabs[j].build(axis, L, Tn);
+            inv_counts[j] = T(1) / roi::axis_count(axis);
+          }
+          built = b;
         }
-        std::fill(dst, dst + (c1 - c0) * Tn, T(0));
-        for (int64_t j = start[b]; j < start[b + 1]; ++j) {
-          const int64_t k = order[j];
-          const roi::Axis<T> axis = roi::make_axis<T>(seg[3 * k + 1], seg[3 * k + 2], scale, aligned, L, sampling_ratio);
-          tab.build(axis, L, Tn);
+        // The segments of b added, in index order, into a buffer in T for the chunk's channels
+        // (segment-major: each segment's gradient rows are read contiguously), then stored once
+        // (no zero-fill pass over the gradient, no read-modify-write of it).
+        T* buf = buffer.data();
+        std::fill(buf, buf + (c1 - c0) * Tn, T(0));
+        for (int64_t j = 0; j < n; ++j) {
+          const AxisTable<T>& tab = tabs[j];
           if (tab.span == 0) continue;
-          const T count = roi::axis_count(axis);
           for (int64_t c = c0; c < c1; ++c) {
-            const scalar_t* g = pg + (k * C + c) * L;
-            T* d = dst + (c - c0) * Tn;
+            const scalar_t* g = pg + (order[first + j] * C + c) * L;
+            T* d = buf + (c - c0) * Tn;
             for (int64_t p = 0; p < L; ++p) {
-              const T gv = static_cast<T>(g[p]) / count;
+              const T gv = static_cast<T>(g[p]) * inv_counts[j];
               const T* w = tab.row(p) - tab.u0;
               for (int64_t t = tab.lo[p]; t < tab.hi[p]; ++t) d[t] += gv * w[t];
             }
           }
         }
-        if constexpr (!kDirect) {
-          for (int64_t i = 0, n = (c1 - c0) * Tn; i < n; ++i) dst_out[i] = static_cast<scalar_t>(dst[i]);
-        }
+        scalar_t* out = pgin + (b * C + c0) * Tn;
+        for (int64_t i = 0, m = (c1 - c0) * Tn; i < m; ++i) out[i] = static_cast<scalar_t>(buf[i]);
       }
     });
   });

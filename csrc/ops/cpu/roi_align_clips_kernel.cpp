@@ -13,7 +13,6 @@
 #include <torch/library.h>
 
 #include <algorithm>
-#include <type_traits>
 #include <vector>
 
 #include "../checks.h"
@@ -31,6 +30,20 @@ int64_t channel_chunk(int64_t tasks_without_split, int64_t C) {
   const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
   const int64_t want_chunks = std::max<int64_t>(1, (4 * threads + tasks_without_split - 1) / std::max<int64_t>(tasks_without_split, 1));
   return std::max<int64_t>(1, std::min<int64_t>(C, std::max<int64_t>(16, (C + want_chunks - 1) / want_chunks)));
+}
+
+// Prefetch the rows [h0, h1) x columns [w0, w0 + n) of a plane (row stride W). The forward reads a
+// few short rows of each of C planes H*W apart: without prefetching it waits on memory latency.
+template <typename scalar_t>
+inline void prefetch_rows(const scalar_t* plane, int64_t W, int64_t h0, int64_t h1, int64_t w0, int64_t n) {
+#if defined(__GNUC__) || defined(__clang__)
+  constexpr int64_t kLine = 64 / sizeof(scalar_t);
+  for (int64_t h = h0; h < h1; ++h) {
+    const scalar_t* row = plane + h * W + w0;
+    for (int64_t j = 0; j < n; j += kLine) __builtin_prefetch(row + j, 0, 3);
+    __builtin_prefetch(row + n - 1, 0, 3);
+  }
+#endif
 }
 
 // Tasks per thread at least: a parallel region costs far more than a small problem (and an
@@ -54,7 +67,7 @@ void forward_level(const scalar_t* feat, const at::opmath_type<scalar_t>* boxes,
   const int64_t plane = H * W, oplane = ph_n * pw_n;
   at::parallel_for(0, NB * chunks, grain_for(cch * oplane * 8), [&](int64_t begin, int64_t end) {
     AxisTable<T> ty, tx;
-    roi::Box<T> box{};
+    T inv_count = T(1);
     std::vector<T> tmp;
     int64_t cached = -1;
     for (int64_t task = begin; task < end; ++task) {
@@ -66,35 +79,44 @@ void forward_level(const scalar_t* feat, const at::opmath_type<scalar_t>* boxes,
         continue;
       }
       if (n != cached) {
-        box = roi::make_box<T>(boxes + 4 * n, scale, aligned, ph_n, pw_n, sampling_ratio);
+        const roi::Box<T> box = roi::make_box<T>(boxes + 4 * n, scale, aligned, ph_n, pw_n, sampling_ratio);
         ty.build(box.y, ph_n, H);
         tx.build(box.x, pw_n, W);
+        inv_count = T(1) / box.count;
         tmp.assign(static_cast<size_t>(tx.span), T(0));
         cached = n;
       }
       const int64_t span = tx.span;
+      constexpr int64_t kAhead = 4;  // channels prefetched ahead
+      if (span > 0) {
+        for (int64_t c = c0; c < std::min(c1, c0 + kAhead); ++c)
+          prefetch_rows(feat + (f * C + c) * plane, W, ty.u0, ty.u0 + ty.span, tx.u0, span);
+      }
       for (int64_t c = c0; c < c1; ++c) {
         const scalar_t* fp = feat + (f * C + c) * plane;
         scalar_t* oc = o + c * oplane;
+        if (span > 0 && c + kAhead < c1) prefetch_rows(fp + kAhead * plane, W, ty.u0, ty.u0 + ty.span, tx.u0, span);
         for (int64_t ph = 0; ph < ph_n; ++ph) {
           scalar_t* orow = oc + ph * pw_n;
           if (ty.lo[ph] >= ty.hi[ph] || span == 0) {
             std::fill(orow, orow + pw_n, scalar_t(0));
             continue;
           }
-          std::fill(tmp.begin(), tmp.end(), T(0));
+          // Row pass: t[j] = sum_h Wy[ph, h] * f[h, u0 + j], vectorised over j.
           T* t = tmp.data();
+          std::fill(t, t + span, T(0));
           const T* wy = ty.row(ph) - ty.u0;
           for (int64_t h = ty.lo[ph]; h < ty.hi[ph]; ++h) {
             const T a = wy[h];
             const scalar_t* src = fp + h * W + tx.u0;
             for (int64_t j = 0; j < span; ++j) t[j] += a * static_cast<T>(src[j]);
           }
+          // Column pass: out[pw] = sum_w Wx[pw, w] * t[w] / count.
           for (int64_t pw = 0; pw < pw_n; ++pw) {
             const T* wx = tx.row(pw) - tx.u0;
             T acc = T(0);
             for (int64_t w = tx.lo[pw]; w < tx.hi[pw]; ++w) acc += wx[w] * t[w - tx.u0];
-            orow[pw] = static_cast<scalar_t>(acc / box.count);
+            orow[pw] = static_cast<scalar_t>(acc * inv_count);
           }
         }
       }
@@ -103,61 +125,64 @@ void forward_level(const scalar_t* feat, const at::opmath_type<scalar_t>* boxes,
 }
 
 // Backward of one level: grad points at this level's slice of box 0 (box n at + n * grad_box_stride,
-// laid out [C, ph, pw]); writes every element of gin [F, C, H, W].
+// laid out [C, ph, pw]); writes every element of gin [F, C, H, W] exactly once. Per channel the
+// frame's boxes are added into a plane buffer in T (cache-resident), in box order, then the plane
+// is stored: no zero-fill pass over gin and no read-modify-write of it.
 template <typename scalar_t>
 void backward_level(const scalar_t* grad, const at::opmath_type<scalar_t>* boxes, const bool* valid, scalar_t* gin,
                     int64_t F, int64_t R, int64_t C, int64_t H, int64_t W, int64_t ph_n, int64_t pw_n,
                     at::opmath_type<scalar_t> scale, int64_t sampling_ratio, bool aligned, int64_t grad_box_stride) {
   using T = at::opmath_type<scalar_t>;
-  constexpr bool kDirect = std::is_same<T, scalar_t>::value;  // accumulate in place, else in a T buffer
   const int64_t cch = channel_chunk(F, C);
   const int64_t chunks = (C + cch - 1) / cch;
   const int64_t plane = H * W, oplane = ph_n * pw_n;
   at::parallel_for(0, F * chunks, grain_for(cch * (plane + R * oplane * 8)), [&](int64_t begin, int64_t end) {
-    AxisTable<T> ty, tx;
-    std::vector<T> tmp, buffer;
+    std::vector<AxisTable<T>> ty(static_cast<size_t>(R)), tx(static_cast<size_t>(R));
+    std::vector<T> inv_count(static_cast<size_t>(R)), tmp, buffer(static_cast<size_t>(plane));
+    int64_t built = -1;  // frame whose tables are built
     for (int64_t task = begin; task < end; ++task) {
       const int64_t f = task / chunks, c0 = (task % chunks) * cch, c1 = std::min(C, c0 + cch);
-      scalar_t* dst_out = gin + (f * C + c0) * plane;
-      T* dst;
-      if constexpr (kDirect) {
-        dst = reinterpret_cast<T*>(dst_out);
-      } else {
-        buffer.resize(static_cast<size_t>((c1 - c0) * plane));
-        dst = buffer.data();
+      const bool frame_valid = valid == nullptr || valid[f];
+      if (frame_valid && built != f) {
+        int64_t span_max = 0;
+        for (int64_t r = 0; r < R; ++r) {
+          const roi::Box<T> box = roi::make_box<T>(boxes + 4 * (f * R + r), scale, aligned, ph_n, pw_n, sampling_ratio);
+          ty[r].build(box.y, ph_n, H);
+          tx[r].build(box.x, pw_n, W);
+          inv_count[r] = T(1) / box.count;
+          span_max = std::max(span_max, tx[r].span);
+        }
+        tmp.resize(static_cast<size_t>(span_max));
+        built = f;
       }
-      std::fill(dst, dst + (c1 - c0) * plane, T(0));
-      for (int64_t r = 0; r < R && (valid == nullptr || valid[f]); ++r) {
-        const int64_t n = f * R + r;
-        const roi::Box<T> box = roi::make_box<T>(boxes + 4 * n, scale, aligned, ph_n, pw_n, sampling_ratio);
-        ty.build(box.y, ph_n, H);
-        tx.build(box.x, pw_n, W);
-        const int64_t span = tx.span;
-        if (ty.span == 0 || span == 0) continue;
-        tmp.resize(static_cast<size_t>(span));
-        T* t = tmp.data();
-        for (int64_t c = c0; c < c1; ++c) {
-          const scalar_t* gp = grad + n * grad_box_stride + c * oplane;
-          T* dp = dst + (c - c0) * plane;
+      for (int64_t c = c0; c < c1; ++c) {
+        T* dp = buffer.data();
+        std::fill(dp, dp + plane, T(0));
+        for (int64_t r = 0; r < R && frame_valid; ++r) {
+          const AxisTable<T>& y = ty[r];
+          const AxisTable<T>& x = tx[r];
+          const int64_t span = x.span;
+          if (y.span == 0 || span == 0) continue;
+          const scalar_t* gp = grad + (f * R + r) * grad_box_stride + c * oplane;
+          T* t = tmp.data();
           for (int64_t ph = 0; ph < ph_n; ++ph) {
-            if (ty.lo[ph] >= ty.hi[ph]) continue;
+            if (y.lo[ph] >= y.hi[ph]) continue;
             std::fill(t, t + span, T(0));
             for (int64_t pw = 0; pw < pw_n; ++pw) {
-              const T g = static_cast<T>(gp[ph * pw_n + pw]) / box.count;
-              const T* wx = tx.row(pw) - tx.u0;
-              for (int64_t w = tx.lo[pw]; w < tx.hi[pw]; ++w) t[w - tx.u0] += g * wx[w];
+              const T g = static_cast<T>(gp[ph * pw_n + pw]) * inv_count[r];
+              const T* wx = x.row(pw) - x.u0;
+              for (int64_t w = x.lo[pw]; w < x.hi[pw]; ++w) t[w - x.u0] += g * wx[w];
             }
-            const T* wy = ty.row(ph) - ty.u0;
-            for (int64_t h = ty.lo[ph]; h < ty.hi[ph]; ++h) {
+            const T* wy = y.row(ph) - y.u0;
+            for (int64_t h = y.lo[ph]; h < y.hi[ph]; ++h) {
               const T a = wy[h];
-              T* drow = dp + h * W + tx.u0;
+              T* drow = dp + h * W + x.u0;
               for (int64_t j = 0; j < span; ++j) drow[j] += a * t[j];
             }
           }
         }
-      }
-      if constexpr (!kDirect) {
-        for (int64_t i = 0, n = (c1 - c0) * plane; i < n; ++i) dst_out[i] = static_cast<scalar_t>(dst[i]);
+        scalar_t* out = gin + (f * C + c) * plane;
+        for (int64_t i = 0; i < plane; ++i) out[i] = static_cast<scalar_t>(dp[i]);
       }
     }
   });
