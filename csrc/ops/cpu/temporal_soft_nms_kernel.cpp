@@ -13,6 +13,7 @@
 
 #include "../checks.h"
 #include "../temporal_soft_nms.h"
+#include "parallel_rows.h"
 
 namespace vgops {
 namespace {
@@ -173,15 +174,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> temporal_soft_nms_padded_cpu(
     const C* sp = seg.const_data_ptr<C>();
     const C* cp = sc.const_data_ptr<C>();
     C* os = out_score.mutable_data_ptr<C>();
-    // Rows are independent problems: one row per task.
-    at::parallel_for(0, b_rows, 1, [&](int64_t lo, int64_t hi) {
-      Remaining<C> r;
-      for (int64_t b = lo; b < hi; ++b) {
-        const int64_t k = soft_nms_dispatch<C>(code, sp + b * n * 2, cp + b * n, valid ? valid + b * n : nullptr, n,
-                                               static_cast<C>(iou_threshold), static_cast<C>(sigma),
-                                               static_cast<C>(min_score), limit, oi + b * k_out, os + b * k_out, r);
-        std::fill(ok + b * k_out, ok + b * k_out + k, true);
-      }
+    // Rows are independent problems.
+    parallel_rows<Remaining<C>>(b_rows, b_rows * n, [&](int64_t b, Remaining<C>& r) {
+      const int64_t k = soft_nms_dispatch<C>(code, sp + b * n * 2, cp + b * n, valid ? valid + b * n : nullptr, n,
+                                             static_cast<C>(iou_threshold), static_cast<C>(sigma),
+                                             static_cast<C>(min_score), limit, oi + b * k_out, os + b * k_out, r);
+      std::fill(ok + b * k_out, ok + b * k_out + k, true);
     });
   });
   return {out_index, out_score.to(scores.scalar_type()), out_ok};
