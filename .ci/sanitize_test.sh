@@ -19,4 +19,7 @@ export LD_PRELOAD="$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=lib
 export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:allocator_may_return_null=1
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 "$work/venv/bin/python" -c 'import vgops; print("[vgops] sanitizer build loaded:", vgops.build_info()["torch_version"])'
-"$work/venv/bin/python" -m pytest -q -p no:cacheprovider tests --ignore=tests/test_benchmarks.py --ignore=tests/test_build.py -k "not compile" "$@"
+# Deselected: torch.compile tests (inductor compiles and loads uninstrumented C++), and the RSS
+# flatness test (ASan's quarantine holds freed memory on purpose; it runs in CI steps 1 and 2).
+"$work/venv/bin/python" -m pytest -q -p no:cacheprovider tests --ignore=tests/test_benchmarks.py --ignore=tests/test_build.py \
+  -k "not compile and not keep_memory_flat" "$@"
