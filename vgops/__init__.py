@@ -5,9 +5,11 @@ public function here that checks its inputs and picks a backend; all work with a
 torch.compile and torch.library.opcheck.
 """
 from ._loader import build_info
+from .ops.additive_attention import additive_attention
 from .ops.calibration_gate import calibration_gate
 from .ops.dual_correlation import dual_correlation, text_correlation
 from .ops.gates import cross_gate, self_guided
+from .ops.padded_coattention import padded_coattention
 from .ops.recall_at_iou import recall_at_iou
 from .ops.segment_map_iou import segment_map_iou
 from .ops.segment_score_map import (
@@ -55,4 +57,6 @@ __all__ = [
     "temporal_nms_padded",
     "temporal_soft_nms",
     "temporal_soft_nms_padded",
+    "padded_coattention",
+    "additive_attention",
 ]

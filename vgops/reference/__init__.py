@@ -1,9 +1,11 @@
 """Pure-PyTorch versions of every vgops op: the test oracle, the benchmark baseline and the
 fallback backend. Readable first; float64-safe."""
+from .additive_attention import additive_attention
 from .calibration_gate import calibration_gate
 from .dual_correlation import dual_correlation, text_correlation
 from .gates import cross_gate, self_guided
 from .recall_at_iou import recall_at_iou
+from .padded_coattention import padded_coattention
 from .segment_map_iou import segment_map_iou
 from .segment_score_map import (
     segment_score_map,
@@ -48,4 +50,6 @@ __all__ = [
     "temporal_nms_padded",
     "temporal_soft_nms",
     "temporal_soft_nms_padded",
+    "padded_coattention",
+    "additive_attention",
 ]
