@@ -386,3 +386,78 @@ inline at::ScalarType soft_nms_compute_type(const at::Tensor& segments, const at
 }
 
 }  // namespace vgops
+
+namespace vgops {
+
+// padded_coattention: v_heads [B, H, Tk, d], q_heads [B, H, Nk, d], v_full [B, Tk, D],
+// q_full [B, Nk, D] of one floating dtype and device; v_mask [B, T <= Tk], q_mask [B, N <= Nk] bool.
+inline void check_padded_coattention_inputs(const at::Tensor& vh, const at::Tensor& qh, const at::Tensor& vf,
+                                            const at::Tensor& qf, const at::Tensor& vm, const at::Tensor& qm) {
+  const char* op = "padded_coattention";
+  TORCH_CHECK_VALUE(vh.dim() == 4 && at::isFloatingType(vh.scalar_type()), op,
+                    ": v_heads must be a floating [B, H, T+K, d] tensor, got ", vh.scalar_type(), " ", vh.sizes());
+  const int64_t B = vh.size(0), H = vh.size(1), Tk = vh.size(2), d = vh.size(3);
+  TORCH_CHECK_VALUE(qh.dim() == 4 && qh.size(0) == B && qh.size(1) == H && qh.size(3) == d, op,
+                    ": q_heads must be [B, H, N+K, d] with B, H, d of v_heads ", vh.sizes(), ", got ", qh.sizes());
+  const int64_t Nk = qh.size(2);
+  TORCH_CHECK_VALUE(vf.dim() == 3 && vf.size(0) == B && vf.size(1) == Tk, op, ": v_full must be [B, T+K, D] = [", B,
+                    ", ", Tk, ", D], got ", vf.sizes());
+  TORCH_CHECK_VALUE(qf.dim() == 3 && qf.size(0) == B && qf.size(1) == Nk && qf.size(2) == vf.size(2), op,
+                    ": q_full must be [B, N+K, D] = [", B, ", ", Nk, ", ", vf.size(2), "], got ", qf.sizes());
+  TORCH_CHECK_VALUE(vm.dim() == 2 && vm.scalar_type() == at::kBool && vm.size(0) == B && vm.size(1) <= Tk, op,
+                    ": v_mask must be a bool [B, T] tensor with T <= ", Tk, ", got ", vm.scalar_type(), " ", vm.sizes());
+  TORCH_CHECK_VALUE(qm.dim() == 2 && qm.scalar_type() == at::kBool && qm.size(0) == B && qm.size(1) <= Nk, op,
+                    ": q_mask must be a bool [B, N] tensor with N <= ", Nk, ", got ", qm.scalar_type(), " ", qm.sizes());
+  check_same_device_dtype(vh, qh, op, "v_heads", "q_heads");
+  check_same_device_dtype(vh, vf, op, "v_heads", "v_full");
+  check_same_device_dtype(vh, qf, op, "v_heads", "q_full");
+  TORCH_CHECK_VALUE(vm.device() == vh.device() && qm.device() == vh.device(), op,
+                    ": the masks must be on the features' device ", vh.device(), ", got ", vm.device(), " and ",
+                    qm.device());
+}
+
+// The fused softmax kernels: logits [B, H, Tk, Nk] floating; v_keys [B, Tk], q_keys [B, Nk] bool;
+// every other tensor's shape is checked by the caller through `want`.
+inline void check_coattention_softmax_inputs(const char* op, const at::Tensor& logits, const at::Tensor& vk,
+                                             const at::Tensor& qk) {
+  TORCH_CHECK_VALUE(logits.dim() == 4 && at::isFloatingType(logits.scalar_type()), op,
+                    ": logits must be a floating [B, H, Tk, Nk] tensor, got ", logits.scalar_type(), " ", logits.sizes());
+  const int64_t B = logits.size(0), Tk = logits.size(2), Nk = logits.size(3);
+  TORCH_CHECK_VALUE(vk.scalar_type() == at::kBool && vk.dim() == 2 && vk.size(0) == B && vk.size(1) == Tk, op,
+                    ": v_keys must be bool [", B, ", ", Tk, "], got ", vk.scalar_type(), " ", vk.sizes());
+  TORCH_CHECK_VALUE(qk.scalar_type() == at::kBool && qk.dim() == 2 && qk.size(0) == B && qk.size(1) == Nk, op,
+                    ": q_keys must be bool [", B, ", ", Nk, "], got ", qk.scalar_type(), " ", qk.sizes());
+  TORCH_CHECK_VALUE(vk.device() == logits.device() && qk.device() == logits.device(), op,
+                    ": v_keys and q_keys must be on the logits' device");
+}
+
+inline void check_shape(const char* op, const char* name, const at::Tensor& t, at::IntArrayRef want,
+                        const at::Tensor& like, bool same_dtype = true) {
+  TORCH_CHECK_VALUE(t.sizes() == want, op, ": ", name, " must be ", want, ", got ", t.sizes());
+  TORCH_CHECK_VALUE(t.device() == like.device(), op, ": ", name, " must be on ", like.device(), ", got ", t.device());
+  if (same_dtype)
+    TORCH_CHECK_VALUE(t.scalar_type() == like.scalar_type(), op, ": ", name, " must be ", like.scalar_type(), ", got ",
+                      t.scalar_type());
+}
+
+// The log-sum-exps are float32 for half/bfloat16 logits, else the logits' dtype.
+inline at::ScalarType coattention_lse_type(at::ScalarType t) {
+  return (t == at::kHalf || t == at::kBFloat16) ? at::kFloat : t;
+}
+
+}  // namespace vgops
+
+namespace vgops {
+
+// additive_attention scores: a [B, P, d], b [B, S, d], w [d], one floating dtype and device.
+inline void check_additive_scores_inputs(const char* op, const at::Tensor& a, const at::Tensor& b, const at::Tensor& w) {
+  TORCH_CHECK_VALUE(a.dim() == 3 && at::isFloatingType(a.scalar_type()), op,
+                    ": a must be a floating [B, P, d] tensor, got ", a.scalar_type(), " ", a.sizes());
+  TORCH_CHECK_VALUE(b.dim() == 3 && b.size(0) == a.size(0) && b.size(2) == a.size(2), op, ": b must be [B, S, d] = [",
+                    a.size(0), ", S, ", a.size(2), "], got ", b.sizes());
+  TORCH_CHECK_VALUE(w.dim() == 1 && w.size(0) == a.size(2), op, ": w must be [d] = [", a.size(2), "], got ", w.sizes());
+  check_same_device_dtype(a, b, op, "a", "b");
+  check_same_device_dtype(a, w, op, "a", "w");
+}
+
+}  // namespace vgops
