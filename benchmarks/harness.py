@@ -3,7 +3,8 @@ and the CSV / JSON / Markdown output.
 
 An entry file (``benchmarks/bench_<op>.py``) exposes ``CASES``, a list of :class:`Case`. A case
 names its op and shape, builds its inputs once per device (fixed seed) and maps provider names
-("vgops", "reference", "compiled_reference", "torchvision") to factories that return a
+("vgops", "reference", "compiled_reference", "torchvision",
+"sdpa": torch's scaled_dot_product_attention) to factories that return a
 :class:`Run` for one mode ("fwd" or "fwd+bwd"). A factory raises :class:`Unavailable` when the
 provider cannot serve the case (torchvision not importable, no torchvision op for the job); the
 harness then leaves that provider out and says why.
@@ -56,7 +57,7 @@ import torch
 import torch.utils.benchmark as tbench
 
 MODES = ("fwd", "fwd+bwd")
-PROVIDERS = ("vgops", "reference", "compiled_reference", "torchvision")
+PROVIDERS = ("vgops", "reference", "compiled_reference", "torchvision", "sdpa")
 BASELINES = PROVIDERS[1:]
 
 
@@ -475,7 +476,7 @@ def markdown_table(rows):
     for dev in dict.fromkeys(r["device"] for r in rows):
         drows = [r for r in rows if r["device"] == dev]
         present = [p for p in BASELINES if any(r["provider"] == p for r in drows)]
-        short = {"reference": "ref", "compiled_reference": "compiled", "torchvision": "tv"}
+        short = {"reference": "ref", "compiled_reference": "compiled", "torchvision": "tv", "sdpa": "sdpa"}
         head = (["op", "shape", "mode", "vgops ms"] + [f"{short[p]} ms" for p in present]
                 + [f"{short[p]}/vgops" for p in present] + ["vgops peak"]
                 + [f"mem {short[p]}/vgops" for p in present] + ["check"])

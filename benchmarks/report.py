@@ -56,7 +56,7 @@ def plots(rows, out_dir):
                 by.setdefault((r["op"], r["shape"], r["mode"]), {})[r["provider"]] = r["median_ms"]
         labels = [k for k, v in by.items() if "vgops" in v and len(v) > 1]
         if labels:
-            baselines = [p for p in ("reference", "compiled_reference", "torchvision")
+            baselines = [p for p in ("reference", "compiled_reference", "torchvision", "sdpa")
                          if any(p in by[k] for k in labels)]
             fig, ax = plt.subplots(figsize=(10, 0.45 * len(labels) * len(baselines) + 1.5))
             height = 0.8 / len(baselines)

@@ -17,6 +17,25 @@ namespace coattention {
 VGOPS_HOST_DEVICE inline float log_(float x) { return ::logf(x); }
 VGOPS_HOST_DEVICE inline double log_(double x) { return ::log(x); }
 
+template <typename T>
+VGOPS_HOST_DEVICE inline T prob(T x, T lse, bool valid) {
+  return valid ? gates::exp_(x - lse) : T(0);
+}
+
+// A softmax's log-sum-exp from its running max m and sum s of exp(x - m); 0 when no entry was
+// valid (m = -inf), as masked_lse.
+template <typename T>
+VGOPS_HOST_DEVICE inline T lse_from(T m, T s) {
+  return m > T(-INFINITY) ? m + log_(s) : T(0);
+}
+
+// The gradient of a softmax's input from its output p, the output's gradient g and
+// dot = sum over the softmax's entries of p * g.
+template <typename T>
+VGOPS_HOST_DEVICE inline T softmax_grad(T p, T g, T dot) {
+  return p * (g - dot);
+}
+
 // log-sum-exp of x[0], x[stride], ... x[(n-1) stride] over the entries whose valid[.] is true;
 // 0 when none is (every probability is then masked to 0, so the value is never used).
 template <typename T, typename S>
@@ -28,12 +47,7 @@ VGOPS_HOST_DEVICE inline T masked_lse(const S* x, int64_t n, int64_t stride, con
   T s = 0;
   for (int64_t i = 0; i < n; ++i)
     if (valid[i]) s += gates::exp_(T(x[i * stride]) - m);
-  return m + log_(s);
-}
-
-template <typename T>
-VGOPS_HOST_DEVICE inline T prob(T x, T lse, bool valid) {
-  return valid ? gates::exp_(x - lse) : T(0);
+  return lse_from(m, s);
 }
 
 // Row i of both head-averaged maps, given every head's row and column log-sum-exps:
@@ -77,7 +91,7 @@ VGOPS_HOST_DEVICE inline void grad_row(const S* logits_row, const G* gv, const G
   for (int64_t j = 0; j < Nk; ++j) {
     const T x = T(logits_row[j]);
     const T p = prob(x, row_lse, qk[j]), q = prob(x, T(col_lse[j]), vk_i);
-    dlogits[j] = S(p * (T(gv[j]) - rowdot) + q * (T(gq[j]) - T(coldots[j])));
+    dlogits[j] = S(softmax_grad(p, T(gv[j]), rowdot) + softmax_grad(q, T(gq[j]), T(coldots[j])));
   }
 }
 
