@@ -83,6 +83,29 @@ SPECS = {
                                       lambda a: vgops.segment_weighted_outside_mean(*a)),
     "segment_weighted_inside_mean": (lambda d: (d(tensors((2, 5))), d(tensors((2, 5, 5)))),
                                      lambda a: vgops.segment_weighted_inside_mean(*a)),
+    "temporal_nms_padded": (lambda d: (d(seg(2, 6)), d(tensors((2, 6)))),
+                            lambda a: vgops.temporal_nms_padded(*a, 0.5, 4)),
+    "temporal_soft_nms": (lambda d: (d(seg(6)), d(tensors((6,)))), lambda a: vgops.temporal_soft_nms(*a)),
+    "roi_align_clips": (lambda d: (d(tensors((1, 2, 3, 6, 6))), d(tensors((1, 2, 4)))),
+                        lambda a: vgops.roi_align_clips(*a, 2, 0.5)),
+    "roi_align_1d": (lambda d: (d(tensors((2, 3, 8))), d(tensors((4, 3)))), lambda a: vgops.roi_align_1d(*a, 3)),
+    "cross_gate": (lambda d: tuple(d(tensors((3, 4))) for _ in range(4)), lambda a: vgops.cross_gate(*a)),
+    "self_guided": (lambda d: tuple(d(tensors((3, 4))) for _ in range(3)), lambda a: vgops.self_guided(*a)),
+    "calibration_gate": (lambda d: (d(tensors((3, 4))), d(tensors((3, 4))), d(tensors((8, 8))), d(tensors((8,)))),
+                         lambda a: vgops.calibration_gate(*a)),
+    "dual_correlation": (lambda d: (d(tensors((1, 2, 3, 4))), d(tensors((1, 5, 4))),
+                                    d(tensors((1, 5), dtype=torch.bool))),
+                         lambda a: vgops.dual_correlation(*a)),
+    "text_correlation": (lambda d: (d(tensors((1, 5, 4))), d(tensors((1, 2, 3, 4))),
+                                    d(tensors((1, 2), dtype=torch.bool))),
+                         lambda a: vgops.text_correlation(*a)),
+    "padded_coattention": (lambda d: (d(tensors((2, 2, 5, 3))), d(tensors((2, 2, 4, 3))), d(tensors((2, 5, 6))),
+                                      d(tensors((2, 4, 6))), d(tensors((2, 3), dtype=torch.bool)),
+                                      d(tensors((2, 2), dtype=torch.bool))),
+                           lambda a: vgops.padded_coattention(*a, return_maps=True)),
+    "additive_attention": (lambda d: (d(tensors((2, 5, 4))), d(tensors((2, 3, 4))), d(tensors((4,))),
+                                      d(tensors((2, 3, 2))), d(tensors((2, 3), dtype=torch.bool))),
+                           lambda a: vgops.additive_attention(*a, return_weights=True)),
 }
 
 
@@ -129,7 +152,33 @@ def valid_calls(seed=0, n=400):
         "segment_map_iou": lambda: vgops.segment_map_iou(segs[:16], 64, 130.0),
         "tube_iou": lambda: vgops.tube_iou(boxes, spans, boxes.flip(0), spans.flip(0)),
         "segment_score_map.backward": lambda: _ssm_grads(P, W),
+        "padded_coattention.backward": _coattention_grads(g),
+        "additive_attention.backward": _additive_grads(g),
     }
+
+
+def _grads(fn, *inputs):
+    xs = [x.clone().requires_grad_() for x in inputs]
+    outs = fn(*xs)
+    return (*outs, *torch.autograd.grad(sum(o.square().sum() for o in outs), xs))
+
+
+def _coattention_grads(g):
+    """A call computing padded_coattention's outputs and input gradients on fixed inputs."""
+    B, H, T, N, K, d = 3, 4, 300, 20, 3, 16
+    feats = (torch.randn(B, H, T + K, d, generator=g), torch.randn(B, H, N + K, d, generator=g),
+             torch.randn(B, T + K, H * d, generator=g), torch.randn(B, N + K, H * d, generator=g))
+    v_mask, q_mask = torch.rand(B, T, generator=g) < 0.9, torch.rand(B, N, generator=g) < 0.8
+    return lambda: _grads(lambda *f: vgops.padded_coattention(*f, v_mask, q_mask, return_maps=True), *feats)
+
+
+def _additive_grads(g):
+    """A call computing additive_attention's outputs and input gradients on fixed inputs."""
+    B, P, S, d = 2, 900, 12, 64
+    feats = (torch.randn(B, P, d, generator=g), torch.randn(B, S, d, generator=g), torch.randn(d, generator=g),
+             torch.randn(B, S, 8, generator=g))
+    mask = torch.rand(B, S, generator=g) < 0.8
+    return lambda: _grads(lambda *f: vgops.additive_attention(*f, mask, return_weights=True), *feats)
 
 
 def _ssm_grads(P, W):
