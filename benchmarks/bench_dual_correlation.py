@@ -1,6 +1,6 @@
 """dual_correlation / text_correlation (FSM Eq. 1) at FSM's setting: B=2 videos, T=100 frames,
-L=7x7 and 11x11 tokens, M=30 words (a quarter of them padding), d=256, float32, forward and
-forward + backward (gradients of x and y).
+L=7x7 and 11x11 tokens, M=30 words (a quarter of them padding), d=256, and a large one (B=4,
+T=200, L=14x14); float32, forward and forward + backward (gradients of x and y).
 
 Providers: vgops (flash-style kv_attention kernel: per (group, 128-row query tile) score
 buffer, backward recomputing the weights from a saved log-sum-exp); vgops.reference (matmul,
@@ -67,6 +67,8 @@ CASES = [
     harness.Case("dual_correlation", "B2 T100 L11x11 M30 d256 fp32", _make(2, 100, 121, 30, 256),
                  _providers("visual"), modes=harness.MODES,
                  compare=_compare),
+    harness.Case("dual_correlation", "B4 T200 L14x14 M30 d256 fp32", _make(4, 200, 196, 30, 256),
+                 _providers("visual"), modes=harness.MODES, compare=_compare),
     harness.Case("text_correlation", "B2 T100 L7x7 M30 d256 fp32", _make(2, 100, 49, 30, 256), _providers("text"),
                  modes=harness.MODES, compare=_compare),
 ]
