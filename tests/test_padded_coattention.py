@@ -142,10 +142,10 @@ class TestRegistration:
         vk = torch.cat([v_mask, torch.ones(2, 2, dtype=torch.bool)], 1)
         qk = torch.cat([q_mask, torch.ones(2, 2, dtype=torch.bool)], 1)
         logits = torch.randn(2, 2, 6, 5, generator=gen, dtype=torch.float64)
-        torch.library.opcheck(torch.ops.vgops._coattention_softmax.default, (logits, vk, qk))
-        _, _, rl, cl = torch.ops.vgops._coattention_softmax(logits, vk, qk)
+        torch.library.opcheck(torch.ops.vgops._coattention_softmax.default, (logits, vk, qk, 0.7))
+        _, _, rl, cl = torch.ops.vgops._coattention_softmax(logits, vk, qk, 0.7)
         g = torch.randn(2, 6, 5, generator=gen, dtype=torch.float64)
-        torch.library.opcheck(torch.ops.vgops._coattention_softmax_backward.default, (logits, vk, qk, rl, cl, g, g * 2))
+        torch.library.opcheck(torch.ops.vgops._coattention_softmax_backward.default, (logits, vk, qk, rl, cl, g, g * 2, 0.7, 0.35))
 
     def test_compile_fullgraph(self, gen):
         mod = vgops.nn.PaddedCoAttention(8, heads=2, num_pads=3)
@@ -225,7 +225,7 @@ class TestErrors:
     def test_kernel_checks_direct_calls(self):
         with pytest.raises(ValueError, match=r"q_keys must be bool \[1, 3\]"):
             torch.ops.vgops._coattention_softmax(torch.rand(1, 2, 4, 3), torch.ones(1, 4, dtype=torch.bool),
-                                                 torch.ones(1, 2, dtype=torch.bool))
+                                                 torch.ones(1, 2, dtype=torch.bool), 1.0)
         with pytest.raises(ValueError, match="v_mask must be a bool"):
             torch.ops.vgops.padded_coattention(torch.rand(1, 1, 3, 2), torch.rand(1, 1, 2, 2), torch.rand(1, 3, 2),
                                                torch.rand(1, 2, 2), torch.ones(1, 4, dtype=torch.bool),

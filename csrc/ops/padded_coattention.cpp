@@ -24,12 +24,14 @@ TORCH_LIBRARY_FRAGMENT(vgops, m) {
   m.def("_padded_coattention_backward(Tensor grad_mv, Tensor grad_mq, Tensor? grad_av, Tensor? grad_aqt, "
         "Tensor v_heads, Tensor q_heads, Tensor v_full, Tensor q_full, Tensor v_mask, Tensor q_mask, Tensor a_v, "
         "Tensor a_qt, Tensor row_lse, Tensor col_lse, float scale) -> (Tensor, Tensor, Tensor, Tensor)");
-  // Fused softmaxes: logits [B, H, Tk, Nk] (scaled), v_keys [B, Tk], q_keys [B, Nk] ->
-  // (A_V, A_Qt [B, Tk, Nk] head-averaged, row_lse [B, H, Tk], col_lse [B, H, Nk]).
-  m.def("_coattention_softmax(Tensor logits, Tensor v_keys, Tensor q_keys) -> (Tensor, Tensor, Tensor, Tensor)");
-  // Gradient of the scaled logits given g_v = dA_V / H and g_qt = dA_Qt / H ([B, Tk, Nk]).
+  // Fused softmaxes of scale * logits: logits [B, H, Tk, Nk] (unscaled), v_keys [B, Tk], q_keys
+  // [B, Nk] -> (A_V, A_Qt [B, Tk, Nk] head-averaged, row_lse [B, H, Tk], col_lse [B, H, Nk]).
+  m.def("_coattention_softmax(Tensor logits, Tensor v_keys, Tensor q_keys, float scale) -> "
+        "(Tensor, Tensor, Tensor, Tensor)");
+  // grad_scale times the gradient of the scaled logits through both softmaxes, given g_v = dA_V
+  // and g_qt = dA_Qt ([B, Tk, Nk]); the driver passes grad_scale = scale / H.
   m.def("_coattention_softmax_backward(Tensor logits, Tensor v_keys, Tensor q_keys, Tensor row_lse, "
-        "Tensor col_lse, Tensor g_v, Tensor g_qt) -> Tensor");
+        "Tensor col_lse, Tensor g_v, Tensor g_qt, float scale, float grad_scale) -> Tensor");
 }
 
 namespace vgops {
@@ -39,22 +41,22 @@ namespace {
 constexpr int64_t kChunkElements = int64_t(1) << 24;
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> softmax_op(const at::Tensor& logits, const at::Tensor& vk,
-                                                                      const at::Tensor& qk) {
+                                                                      const at::Tensor& qk, double scale) {
   static auto op = c10::Dispatcher::singleton()
                        .findSchemaOrThrow("vgops::_coattention_softmax", "")
                        .typed<std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>(
-                           const at::Tensor&, const at::Tensor&, const at::Tensor&)>();
-  return op.call(logits, vk, qk);
+                           const at::Tensor&, const at::Tensor&, const at::Tensor&, double)>();
+  return op.call(logits, vk, qk, scale);
 }
 
 at::Tensor softmax_backward_op(const at::Tensor& logits, const at::Tensor& vk, const at::Tensor& qk,
                                const at::Tensor& row_lse, const at::Tensor& col_lse, const at::Tensor& g_v,
-                               const at::Tensor& g_qt) {
+                               const at::Tensor& g_qt, double scale, double grad_scale) {
   static auto op = c10::Dispatcher::singleton()
                        .findSchemaOrThrow("vgops::_coattention_softmax_backward", "")
                        .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                         const at::Tensor&, const at::Tensor&, const at::Tensor&)>();
-  return op.call(logits, vk, qk, row_lse, col_lse, g_v, g_qt);
+                                         const at::Tensor&, const at::Tensor&, const at::Tensor&, double, double)>();
+  return op.call(logits, vk, qk, row_lse, col_lse, g_v, g_qt, scale, grad_scale);
 }
 
 // Masks extended with the always-valid pad rows: [B, T] -> [B, Tk].
@@ -79,8 +81,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   std::vector<at::Tensor> av, aqt, rl, cl;
   for (int64_t b0 = 0; b0 < B || b0 == 0; b0 += chunk) {
     const int64_t c = std::min(chunk, B - b0);
-    at::Tensor logits = at::matmul(v_heads.narrow(0, b0, c), q_heads.narrow(0, b0, c).transpose(-1, -2)).mul_(scale);
-    auto [a, q, r, s] = softmax_op(logits, vk.narrow(0, b0, c), qk.narrow(0, b0, c));
+    at::Tensor logits = at::matmul(v_heads.narrow(0, b0, c), q_heads.narrow(0, b0, c).transpose(-1, -2));
+    auto [a, q, r, s] = softmax_op(logits, vk.narrow(0, b0, c), qk.narrow(0, b0, c), scale);
     av.push_back(a), aqt.push_back(q), rl.push_back(r), cl.push_back(s);
     if (B == 0) break;
   }
@@ -107,13 +109,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> padded_coattention_ba
   check_shape(op, "a_v", a_v, {B, Tk, Nk}, v_heads);
   check_shape(op, "a_qt", a_qt, {B, Tk, Nk}, v_heads);
   const at::Tensor gmv = grad_mv.to(v_full.scalar_type()), gmq = grad_mq.to(v_full.scalar_type());
-  // Gradients of the head-averaged maps, divided by H (each head's softmax carries 1/H of it).
-  at::Tensor g_v = at::zeros({B, Tk, Nk}, a_v.options()), g_qt = at::zeros({B, Tk, Nk}, a_v.options());
-  g_v.narrow(1, 0, T).copy_(at::bmm(gmv, q_full.transpose(1, 2)));   // dA_V[:T] = dM_V Q̃ᵀ
-  g_qt.narrow(2, 0, N).copy_(at::bmm(v_full, gmq.transpose(1, 2)));  // dA_Q[:N]ᵀ = Ṽ dM_Qᵀ
+  // Gradients of the head-averaged maps (the kernel applies the heads' 1/H); the pad rows of
+  // A_V and pad columns of A_Qt feed no output.
+  at::Tensor g_v = at::empty({B, Tk, Nk}, a_v.options()), g_qt = at::empty({B, Tk, Nk}, a_v.options());
+  g_v.narrow(1, T, Tk - T).zero_();
+  g_qt.narrow(2, N, Nk - N).zero_();
+  at::Tensor g_v_rows = g_v.narrow(1, 0, T), g_qt_cols = g_qt.narrow(2, 0, N);
+  at::bmm_out(g_v_rows, gmv, q_full.transpose(1, 2));   // dA_V[:T] = dM_V Q̃ᵀ
+  at::bmm_out(g_qt_cols, v_full, gmq.transpose(1, 2));  // dA_Q[:N]ᵀ = Ṽ dM_Qᵀ
   if (grad_av.has_value() && grad_av->defined()) g_v.add_(*grad_av);
   if (grad_aqt.has_value() && grad_aqt->defined()) g_qt.add_(*grad_aqt);
-  g_v.div_(H), g_qt.div_(H);
   at::Tensor dq_full = at::bmm(a_v.narrow(1, 0, T).transpose(1, 2), gmv);  // A_V[:T]ᵀ dM_V
   at::Tensor dv_full = at::bmm(a_qt.narrow(2, 0, N), gmq);                 // A_Q[:N]ᵀ dM_Q
   const at::Tensor vk = keys(v_mask, Tk), qk = keys(q_mask, Nk);
@@ -122,11 +127,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> padded_coattention_ba
   for (int64_t b0 = 0; b0 < B; b0 += chunk) {
     const int64_t c = std::min(chunk, B - b0);
     const at::Tensor vh = v_heads.narrow(0, b0, c), qh = q_heads.narrow(0, b0, c);
-    at::Tensor logits = at::matmul(vh, qh.transpose(-1, -2)).mul_(scale);
+    at::Tensor logits = at::matmul(vh, qh.transpose(-1, -2));
     at::Tensor dlogits = softmax_backward_op(logits, vk.narrow(0, b0, c), qk.narrow(0, b0, c),
                                              row_lse.narrow(0, b0, c), col_lse.narrow(0, b0, c),
-                                             g_v.narrow(0, b0, c), g_qt.narrow(0, b0, c));
-    dlogits.mul_(scale);
+                                             g_v.narrow(0, b0, c), g_qt.narrow(0, b0, c), scale, scale / H);
     dv.push_back(at::matmul(dlogits, qh));                   // d Ṽʰ = dL Q̃ʰ
     dq.push_back(at::matmul(dlogits.transpose(-1, -2), vh));  // d Q̃ʰ = dLᵀ Ṽʰ
   }

@@ -107,14 +107,14 @@ if HAS_EXTENSION:
                 v_full.new_empty(v_full.shape), q_full.new_empty(q_full.shape))
 
     @torch.library.register_fake("vgops::_coattention_softmax")
-    def _(logits, v_keys, q_keys):
+    def _(logits, v_keys, q_keys, scale):
         B, H, Tk, Nk = logits.shape
         lse_dtype = logits.dtype if logits.dtype in (torch.float32, torch.float64) else torch.float32
         return (logits.new_empty((B, Tk, Nk)), logits.new_empty((B, Tk, Nk)),
                 logits.new_empty((B, H, Tk), dtype=lse_dtype), logits.new_empty((B, H, Nk), dtype=lse_dtype))
 
     @torch.library.register_fake("vgops::_coattention_softmax_backward")
-    def _(logits, v_keys, q_keys, row_lse, col_lse, g_v, g_qt):
+    def _(logits, v_keys, q_keys, row_lse, col_lse, g_v, g_qt, scale, grad_scale):
         return logits.new_empty(logits.shape)
 
     def _setup_context(ctx, inputs, output):

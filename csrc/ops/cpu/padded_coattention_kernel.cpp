@@ -40,9 +40,9 @@ template <typename T, typename S, typename L>
 __attribute__((always_inline)) inline void forward_sample(const S* __restrict__ x, const bool* __restrict__ vk,
                                                           const bool* __restrict__ qk, int64_t H, int64_t Tk,
                                                           int64_t Nk, L* __restrict__ rl, L* __restrict__ cl,
-                                                          T* __restrict__ acc_v, T* __restrict__ acc_q,
-                                                          Scratch<T>& sc) {
-  T *row = sc.row.data(), *cmax = sc.colmax.data(), *csum = sc.colsum.data(), *e2 = sc.tile.data();
+                                                          T* __restrict__ acc_v, T* __restrict__ acc_q, T sc,
+                                                          Scratch<T>& scr) {
+  T *row = scr.row.data(), *cmax = scr.colmax.data(), *csum = scr.colsum.data(), *e2 = scr.tile.data();
   const T inv_h = T(1) / T(H);
   std::fill(acc_v, acc_v + Tk * Nk, T(0));
   std::fill(acc_q, acc_q + Tk * Nk, T(0));
@@ -54,17 +54,17 @@ __attribute__((always_inline)) inline void forward_sample(const S* __restrict__ 
       if (!vk[i]) continue;
       const S* xi = xh + i * Nk;
 #pragma omp simd
-      for (int64_t j = 0; j < Nk; ++j) cmax[j] = T(xi[j]) > cmax[j] ? T(xi[j]) : cmax[j];
+      for (int64_t j = 0; j < Nk; ++j) cmax[j] = (T(xi[j]) * sc) > cmax[j] ? (T(xi[j]) * sc) : cmax[j];
     }
     for (int64_t i = 0; i < Tk; ++i) {
       const S* xi = xh + i * Nk;
       T m = T(kNegInf);
 #pragma omp simd reduction(max : m)
-      for (int64_t j = 0; j < Nk; ++j) m = (qk[j] && T(xi[j]) > m) ? T(xi[j]) : m;
+      for (int64_t j = 0; j < Nk; ++j) m = (qk[j] && (T(xi[j]) * sc) > m) ? (T(xi[j]) * sc) : m;
       T s = 0;
 #pragma omp simd reduction(+ : s)
       for (int64_t j = 0; j < Nk; ++j) {
-        row[j] = qk[j] ? exp_(T(xi[j]) - m) : T(0);
+        row[j] = qk[j] ? exp_((T(xi[j]) * sc) - m) : T(0);
         s += row[j];
       }
       rl[h * Tk + i] = L(lse_from(m, s));
@@ -76,7 +76,7 @@ __attribute__((always_inline)) inline void forward_sample(const S* __restrict__ 
       if (vk[i]) {
 #pragma omp simd
         for (int64_t j = 0; j < Nk; ++j) {
-          ei[j] = exp_(T(xi[j]) - cmax[j]);
+          ei[j] = exp_((T(xi[j]) * sc) - cmax[j]);
           csum[j] += ei[j];
         }
       } else {
@@ -101,9 +101,10 @@ __attribute__((always_inline)) inline void backward_sample(const S* __restrict__
                                                            const bool* __restrict__ qk, const L* __restrict__ rl,
                                                            const L* __restrict__ cl, const S* __restrict__ gv,
                                                            const S* __restrict__ gq, int64_t H, int64_t Tk,
-                                                           int64_t Nk, S* __restrict__ dx, Scratch<T>& sc) {
-  T *coldot = sc.colsum.data(), *clh = sc.colmax.data(), *p = sc.tile.data(), *q = sc.tile2.data();
-  T* rowdot = sc.dots.data();
+                                                           int64_t Nk, T sc, T out_scale, S* __restrict__ dx,
+                                                           Scratch<T>& scr) {
+  T *coldot = scr.colsum.data(), *clh = scr.colmax.data(), *p = scr.tile.data(), *q = scr.tile2.data();
+  T* rowdot = scr.dots.data();
   for (int64_t h = 0; h < H; ++h) {
     const S* xh = x + h * Tk * Nk;
     std::fill(coldot, coldot + Nk, T(0));
@@ -115,14 +116,14 @@ __attribute__((always_inline)) inline void backward_sample(const S* __restrict__
       T dot = 0;
 #pragma omp simd reduction(+ : dot)
       for (int64_t j = 0; j < Nk; ++j) {
-        pi[j] = qk[j] ? exp_(T(xi[j]) - r) : T(0);
+        pi[j] = qk[j] ? exp_((T(xi[j]) * sc) - r) : T(0);
         dot += pi[j] * T(gvi[j]);
       }
       rowdot[i] = dot;
       if (vk[i]) {
 #pragma omp simd
         for (int64_t j = 0; j < Nk; ++j) {
-          qi[j] = exp_(T(xi[j]) - clh[j]);
+          qi[j] = exp_((T(xi[j]) * sc) - clh[j]);
           coldot[j] += qi[j] * T(gqi[j]);
         }
       } else {
@@ -137,54 +138,55 @@ __attribute__((always_inline)) inline void backward_sample(const S* __restrict__
       const T rd = rowdot[i];
 #pragma omp simd
       for (int64_t j = 0; j < Nk; ++j)
-        di[j] = S(softmax_grad(pi[j], T(gvi[j]), rd) + softmax_grad(qi[j], T(gqi[j]), coldot[j]));
+        di[j] = S(out_scale * (softmax_grad(pi[j], T(gvi[j]), rd) + softmax_grad(qi[j], T(gqi[j]), coldot[j])));
     }
   }
 }
 
 VGOPS_CPU_CLONES void forward_sample_float(const float* x, const bool* vk, const bool* qk, int64_t H, int64_t Tk,
-                                           int64_t Nk, float* rl, float* cl, float* acc_v, float* acc_q,
-                                           Scratch<float>& sc) {
-  forward_sample<float, float, float>(x, vk, qk, H, Tk, Nk, rl, cl, acc_v, acc_q, sc);
+                                           int64_t Nk, float* rl, float* cl, float* acc_v, float* acc_q, float sc,
+                                           Scratch<float>& scr) {
+  forward_sample<float, float, float>(x, vk, qk, H, Tk, Nk, rl, cl, acc_v, acc_q, sc, scr);
 }
 
 VGOPS_CPU_CLONES void backward_sample_float(const float* x, const bool* vk, const bool* qk, const float* rl,
                                             const float* cl, const float* gv, const float* gq, int64_t H,
-                                            int64_t Tk, int64_t Nk, float* dx, Scratch<float>& sc) {
-  backward_sample<float, float, float>(x, vk, qk, rl, cl, gv, gq, H, Tk, Nk, dx, sc);
+                                            int64_t Tk, int64_t Nk, float sc, float out_scale, float* dx,
+                                            Scratch<float>& scr) {
+  backward_sample<float, float, float>(x, vk, qk, rl, cl, gv, gq, H, Tk, Nk, sc, out_scale, dx, scr);
 }
 
 // Per-sample entry points: the float overloads run the cloned (AVX2 / baseline) builds.
 template <typename T, typename S, typename L>
 void forward_any(const S* x, const bool* vk, const bool* qk, int64_t H, int64_t Tk, int64_t Nk, L* rl, L* cl,
-                 T* acc_v, T* acc_q, Scratch<T>& sc) {
-  forward_sample<T, S, L>(x, vk, qk, H, Tk, Nk, rl, cl, acc_v, acc_q, sc);
+                 T* acc_v, T* acc_q, T sc, Scratch<T>& scr) {
+  forward_sample<T, S, L>(x, vk, qk, H, Tk, Nk, rl, cl, acc_v, acc_q, sc, scr);
 }
 inline void forward_any(const float* x, const bool* vk, const bool* qk, int64_t H, int64_t Tk, int64_t Nk, float* rl,
-                        float* cl, float* acc_v, float* acc_q, Scratch<float>& sc) {
-  forward_sample_float(x, vk, qk, H, Tk, Nk, rl, cl, acc_v, acc_q, sc);
+                        float* cl, float* acc_v, float* acc_q, float sc, Scratch<float>& scr) {
+  forward_sample_float(x, vk, qk, H, Tk, Nk, rl, cl, acc_v, acc_q, sc, scr);
 }
 
 template <typename T, typename S, typename L>
 void backward_any(const S* x, const bool* vk, const bool* qk, const L* rl, const L* cl, const S* gv, const S* gq,
-                  int64_t H, int64_t Tk, int64_t Nk, S* dx, Scratch<T>& sc) {
-  backward_sample<T, S, L>(x, vk, qk, rl, cl, gv, gq, H, Tk, Nk, dx, sc);
+                  int64_t H, int64_t Tk, int64_t Nk, T sc, T out_scale, S* dx, Scratch<T>& scr) {
+  backward_sample<T, S, L>(x, vk, qk, rl, cl, gv, gq, H, Tk, Nk, sc, out_scale, dx, scr);
 }
 inline void backward_any(const float* x, const bool* vk, const bool* qk, const float* rl, const float* cl,
-                         const float* gv, const float* gq, int64_t H, int64_t Tk, int64_t Nk, float* dx,
-                         Scratch<float>& sc) {
-  backward_sample_float(x, vk, qk, rl, cl, gv, gq, H, Tk, Nk, dx, sc);
+                         const float* gv, const float* gq, int64_t H, int64_t Tk, int64_t Nk, float sc,
+                         float out_scale, float* dx, Scratch<float>& scr) {
+  backward_sample_float(x, vk, qk, rl, cl, gv, gq, H, Tk, Nk, sc, out_scale, dx, scr);
 }
 
 // One sample's forward; half/bfloat16 maps are accumulated in float scratch, then rounded once.
 template <typename scalar_t, typename T, typename L>
 void forward_one(const scalar_t* x, const bool* vk, const bool* qk, int64_t H, int64_t Tk, int64_t Nk, L* rl, L* cl,
-                 scalar_t* av, scalar_t* aq, Scratch<T>& sc, std::vector<T>& acc) {
+                 scalar_t* av, scalar_t* aq, T sc, Scratch<T>& scr, std::vector<T>& acc) {
   if constexpr (std::is_same_v<T, scalar_t>) {
-    forward_any(x, vk, qk, H, Tk, Nk, rl, cl, av, aq, sc);
+    forward_any(x, vk, qk, H, Tk, Nk, rl, cl, av, aq, sc, scr);
   } else {
     acc.resize(2 * Tk * Nk);
-    forward_any(x, vk, qk, H, Tk, Nk, rl, cl, acc.data(), acc.data() + Tk * Nk, sc);
+    forward_any(x, vk, qk, H, Tk, Nk, rl, cl, acc.data(), acc.data() + Tk * Nk, sc, scr);
     for (int64_t e = 0; e < Tk * Nk; ++e) {
       av[e] = static_cast<scalar_t>(acc[e]);
       aq[e] = static_cast<scalar_t>(acc[Tk * Nk + e]);
@@ -202,7 +204,7 @@ int64_t grain(int64_t per_task) { return std::max<int64_t>(1, 32768 / std::max<i
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> coattention_softmax_cpu(const at::Tensor& logits_in,
                                                                                    const at::Tensor& vk_in,
-                                                                                   const at::Tensor& qk_in) {
+                                                                                   const at::Tensor& qk_in, double scale) {
   check_coattention_softmax_inputs("_coattention_softmax", logits_in, vk_in, qk_in);
   const int64_t B = logits_in.size(0), H = logits_in.size(1), Tk = logits_in.size(2), Nk = logits_in.size(3);
   const auto opts = logits_in.options();
@@ -219,11 +221,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> coattention_softmax_c
     L *rl = row_lse.mutable_data_ptr<L>(), *cl = col_lse.mutable_data_ptr<L>();
     scalar_t *av = a_v.mutable_data_ptr<scalar_t>(), *aq = a_qt.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, B, grain(H * Tk * Nk), [&](int64_t lo, int64_t hi) {
-      Scratch<T> sc(Tk, Nk);
+      Scratch<T> scr(Tk, Nk);
       std::vector<T> acc;
       for (int64_t b = lo; b < hi; ++b)
         coattention_cpu::forward_one(x + b * H * Tk * Nk, v + b * Tk, q + b * Nk, H, Tk, Nk, rl + b * H * Tk,
-                                     cl + b * H * Nk, av + b * Tk * Nk, aq + b * Tk * Nk, sc, acc);
+                                     cl + b * H * Nk, av + b * Tk * Nk, aq + b * Tk * Nk, T(scale), scr, acc);
     });
   });
   return {a_v, a_qt, row_lse, col_lse};
@@ -232,7 +234,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> coattention_softmax_c
 at::Tensor coattention_softmax_backward_cpu(const at::Tensor& logits_in, const at::Tensor& vk_in,
                                             const at::Tensor& qk_in, const at::Tensor& row_lse_in,
                                             const at::Tensor& col_lse_in, const at::Tensor& g_v_in,
-                                            const at::Tensor& g_qt_in) {
+                                            const at::Tensor& g_qt_in, double scale, double grad_scale) {
   const char* op = "_coattention_softmax_backward";
   check_coattention_softmax_inputs(op, logits_in, vk_in, qk_in);
   const int64_t B = logits_in.size(0), H = logits_in.size(1), Tk = logits_in.size(2), Nk = logits_in.size(3);
@@ -255,11 +257,11 @@ at::Tensor coattention_softmax_backward_cpu(const at::Tensor& logits_in, const a
     const L *rl = row_lse.const_data_ptr<L>(), *cl = col_lse.const_data_ptr<L>();
     scalar_t* dx = dlogits.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, B, grain(H * Tk * Nk), [&](int64_t lo, int64_t hi) {
-      Scratch<T> sc(Tk, Nk);
+      Scratch<T> scr(Tk, Nk);
       for (int64_t b = lo; b < hi; ++b) {
         const int64_t o = b * Tk * Nk;
         coattention_cpu::backward_any(x + b * H * Tk * Nk, v + b * Tk, q + b * Nk, rl + b * H * Tk, cl + b * H * Nk,
-                                         gv + o, gq + o, H, Tk, Nk, dx + b * H * Tk * Nk, sc);
+                                      gv + o, gq + o, H, Tk, Nk, T(scale), T(grad_scale), dx + b * H * Tk * Nk, scr);
       }
     });
   });

@@ -27,44 +27,45 @@ inline int blocks_for(int64_t n) {
 
 template <typename scalar_t, typename L>
 __global__ void col_lse_kernel(const scalar_t* __restrict__ x, const bool* __restrict__ vk, L* __restrict__ cl,
-                               int64_t B, int64_t H, int64_t Tk, int64_t Nk) {
+                               int64_t B, int64_t H, int64_t Tk, int64_t Nk, at::opmath_type<scalar_t> scale) {
   using T = at::opmath_type<scalar_t>;
   VGOPS_GRID_STRIDE(c, B * H * Nk) {
     const int64_t j = c % Nk, bh = c / Nk, b = bh / H;
-    cl[c] = coattention::masked_lse<T>(x + bh * Tk * Nk + j, Tk, Nk, vk + b * Tk);
+    cl[c] = coattention::masked_lse<T>(x + bh * Tk * Nk + j, Tk, Nk, vk + b * Tk, scale);
   }
 }
 
 template <typename scalar_t, typename L>
 __global__ void row_lse_kernel(const scalar_t* __restrict__ x, const bool* __restrict__ qk, L* __restrict__ rl,
-                               int64_t B, int64_t H, int64_t Tk, int64_t Nk) {
+                               int64_t B, int64_t H, int64_t Tk, int64_t Nk, at::opmath_type<scalar_t> scale) {
   using T = at::opmath_type<scalar_t>;
   VGOPS_GRID_STRIDE(r, B * H * Tk) {
     const int64_t b = r / (H * Tk);
-    rl[r] = coattention::masked_lse<T>(x + r * Nk, Nk, 1, qk + b * Nk);
+    rl[r] = coattention::masked_lse<T>(x + r * Nk, Nk, 1, qk + b * Nk, scale);
   }
 }
 
 template <typename scalar_t, typename L>
 __global__ void maps_kernel(const scalar_t* __restrict__ x, const bool* __restrict__ vk, const bool* __restrict__ qk,
                             const L* __restrict__ rl, const L* __restrict__ cl, scalar_t* __restrict__ av,
-                            scalar_t* __restrict__ aq, int64_t B, int64_t H, int64_t Tk, int64_t Nk) {
+                            scalar_t* __restrict__ aq, int64_t B, int64_t H, int64_t Tk, int64_t Nk,
+                            at::opmath_type<scalar_t> scale) {
   using T = at::opmath_type<scalar_t>;
   VGOPS_GRID_STRIDE(r, B * Tk) {
     const int64_t b = r / Tk, i = r % Tk;
     coattention::maps_row<T>(x + (b * H * Tk + i) * Nk, H, Tk * Nk, Nk, vk[r], qk + b * Nk, rl + b * H * Tk + i, Tk,
-                             cl + b * H * Nk, Nk, av + r * Nk, aq + r * Nk);
+                             cl + b * H * Nk, Nk, scale, av + r * Nk, aq + r * Nk);
   }
 }
 
 template <typename scalar_t, typename L>
 __global__ void coldot_kernel(const scalar_t* __restrict__ x, const scalar_t* __restrict__ gq,
                               const bool* __restrict__ vk, const L* __restrict__ cl, L* __restrict__ dots, int64_t B,
-                              int64_t H, int64_t Tk, int64_t Nk) {
+                              int64_t H, int64_t Tk, int64_t Nk, at::opmath_type<scalar_t> scale) {
   using T = at::opmath_type<scalar_t>;
   VGOPS_GRID_STRIDE(c, B * H * Nk) {
     const int64_t j = c % Nk, bh = c / Nk, b = bh / H;
-    dots[c] = coattention::coldot<T>(x + bh * Tk * Nk + j, gq + b * Tk * Nk + j, Tk, Nk, T(cl[c]), vk + b * Tk);
+    dots[c] = coattention::coldot<T>(x + bh * Tk * Nk + j, gq + b * Tk * Nk + j, Tk, Nk, T(cl[c]), vk + b * Tk, scale);
   }
 }
 
@@ -73,18 +74,19 @@ __global__ void grad_row_kernel(const scalar_t* __restrict__ x, const scalar_t* 
                                 const scalar_t* __restrict__ gq, const bool* __restrict__ vk,
                                 const bool* __restrict__ qk, const L* __restrict__ rl, const L* __restrict__ cl,
                                 const L* __restrict__ dots, scalar_t* __restrict__ dx, int64_t B, int64_t H,
-                                int64_t Tk, int64_t Nk) {
+                                int64_t Tk, int64_t Nk, at::opmath_type<scalar_t> scale,
+                                at::opmath_type<scalar_t> out_scale) {
   using T = at::opmath_type<scalar_t>;
   VGOPS_GRID_STRIDE(r, B * H * Tk) {
     const int64_t i = r % Tk, bh = r / Tk, b = bh / H;
     coattention::grad_row<T>(x + r * Nk, gv + (b * Tk + i) * Nk, gq + (b * Tk + i) * Nk, Nk, T(rl[r]), cl + bh * Nk,
-                             dots + bh * Nk, vk[b * Tk + i], qk + b * Nk, dx + r * Nk);
+                             dots + bh * Nk, vk[b * Tk + i], qk + b * Nk, scale, out_scale, dx + r * Nk);
   }
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> coattention_softmax_cuda(const at::Tensor& logits_in,
                                                                                     const at::Tensor& vk_in,
-                                                                                    const at::Tensor& qk_in) {
+                                                                                    const at::Tensor& qk_in, double scale_d) {
   check_coattention_softmax_inputs("_coattention_softmax", logits_in, vk_in, qk_in);
   c10::cuda::CUDAGuard guard(logits_in.device());
   const int64_t B = logits_in.size(0), H = logits_in.size(1), Tk = logits_in.size(2), Nk = logits_in.size(3);
@@ -100,12 +102,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> coattention_softmax_c
     const scalar_t* x = logits.const_data_ptr<scalar_t>();
     const bool *v = vk.const_data_ptr<bool>(), *q = qk.const_data_ptr<bool>();
     L *rl = row_lse.mutable_data_ptr<L>(), *cl = col_lse.mutable_data_ptr<L>();
-    col_lse_kernel<scalar_t, L><<<blocks_for(B * H * Nk), kThreads, 0, stream>>>(x, v, cl, B, H, Tk, Nk);
+    using T = at::opmath_type<scalar_t>;
+    const T scale = T(scale_d);
+    col_lse_kernel<scalar_t, L><<<blocks_for(B * H * Nk), kThreads, 0, stream>>>(x, v, cl, B, H, Tk, Nk, scale);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
-    row_lse_kernel<scalar_t, L><<<blocks_for(B * H * Tk), kThreads, 0, stream>>>(x, q, rl, B, H, Tk, Nk);
+    row_lse_kernel<scalar_t, L><<<blocks_for(B * H * Tk), kThreads, 0, stream>>>(x, q, rl, B, H, Tk, Nk, scale);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     maps_kernel<scalar_t, L><<<blocks_for(B * Tk), kThreads, 0, stream>>>(
-        x, v, q, rl, cl, a_v.mutable_data_ptr<scalar_t>(), a_qt.mutable_data_ptr<scalar_t>(), B, H, Tk, Nk);
+        x, v, q, rl, cl, a_v.mutable_data_ptr<scalar_t>(), a_qt.mutable_data_ptr<scalar_t>(), B, H, Tk, Nk, scale);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return {a_v, a_qt, row_lse, col_lse};
@@ -114,7 +118,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> coattention_softmax_c
 at::Tensor coattention_softmax_backward_cuda(const at::Tensor& logits_in, const at::Tensor& vk_in,
                                              const at::Tensor& qk_in, const at::Tensor& row_lse_in,
                                              const at::Tensor& col_lse_in, const at::Tensor& g_v_in,
-                                             const at::Tensor& g_qt_in) {
+                                             const at::Tensor& g_qt_in, double scale_d, double grad_scale_d) {
   const char* op = "_coattention_softmax_backward";
   check_coattention_softmax_inputs(op, logits_in, vk_in, qk_in);
   const int64_t B = logits_in.size(0), H = logits_in.size(1), Tk = logits_in.size(2), Nk = logits_in.size(3);
@@ -138,10 +142,12 @@ at::Tensor coattention_softmax_backward_cuda(const at::Tensor& logits_in, const 
     const bool *v = vk.const_data_ptr<bool>(), *q = qk.const_data_ptr<bool>();
     const L *rl = row_lse.const_data_ptr<L>(), *cl = col_lse.const_data_ptr<L>();
     L* dp = dots.mutable_data_ptr<L>();
-    coldot_kernel<scalar_t, L><<<blocks_for(B * H * Nk), kThreads, 0, stream>>>(x, gq, v, cl, dp, B, H, Tk, Nk);
+    using T = at::opmath_type<scalar_t>;
+    const T scale = T(scale_d), out_scale = T(grad_scale_d);
+    coldot_kernel<scalar_t, L><<<blocks_for(B * H * Nk), kThreads, 0, stream>>>(x, gq, v, cl, dp, B, H, Tk, Nk, scale);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     grad_row_kernel<scalar_t, L><<<blocks_for(B * H * Tk), kThreads, 0, stream>>>(
-        x, gv, gq, v, q, rl, cl, dp, dlogits.mutable_data_ptr<scalar_t>(), B, H, Tk, Nk);
+        x, gv, gq, v, q, rl, cl, dp, dlogits.mutable_data_ptr<scalar_t>(), B, H, Tk, Nk, scale, out_scale);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return dlogits;
