@@ -445,6 +445,31 @@ inline at::ScalarType coattention_lse_type(at::ScalarType t) {
   return (t == at::kHalf || t == at::kBFloat16) ? at::kFloat : t;
 }
 
+// The backward kernels' inputs: the forward's plus row_lse [B, H, Tk], col_lse [B, H, Nk] and
+// g_v, g_qt [B, Tk, Nk].
+inline void check_coattention_softmax_backward_inputs(const at::Tensor& logits, const at::Tensor& vk,
+                                                      const at::Tensor& qk, const at::Tensor& row_lse,
+                                                      const at::Tensor& col_lse, const at::Tensor& g_v,
+                                                      const at::Tensor& g_qt) {
+  const char* op = "_coattention_softmax_backward";
+  check_coattention_softmax_inputs(op, logits, vk, qk);
+  const int64_t B = logits.size(0), H = logits.size(1), Tk = logits.size(2), Nk = logits.size(3);
+  const at::Tensor lse_like = at::empty({0}, logits.options().dtype(coattention_lse_type(logits.scalar_type())));
+  check_shape(op, "row_lse", row_lse, {B, H, Tk}, lse_like);
+  check_shape(op, "col_lse", col_lse, {B, H, Nk}, lse_like);
+  check_shape(op, "g_v", g_v, {B, Tk, Nk}, logits);
+  check_shape(op, "g_qt", g_qt, {B, Tk, Nk}, logits);
+}
+
+// The forward kernels' outputs (A_V, A_Qt, row_lse, col_lse), the lses zero-filled (their value
+// where a problem is empty).
+inline std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> coattention_softmax_outputs(const at::Tensor& logits) {
+  const int64_t B = logits.size(0), H = logits.size(1), Tk = logits.size(2), Nk = logits.size(3);
+  const auto lse_opts = logits.options().dtype(coattention_lse_type(logits.scalar_type()));
+  return {at::empty({B, Tk, Nk}, logits.options()), at::empty({B, Tk, Nk}, logits.options()),
+          at::zeros({B, H, Tk}, lse_opts), at::zeros({B, H, Nk}, lse_opts)};
+}
+
 }  // namespace vgops
 
 namespace vgops {
@@ -458,6 +483,14 @@ inline void check_additive_scores_inputs(const char* op, const at::Tensor& a, co
   TORCH_CHECK_VALUE(w.dim() == 1 && w.size(0) == a.size(2), op, ": w must be [d] = [", a.size(2), "], got ", w.sizes());
   check_same_device_dtype(a, b, op, "a", "b");
   check_same_device_dtype(a, w, op, "a", "w");
+}
+
+// The scores' backward: grad_alpha [B, P, S] besides a, b, w.
+inline void check_additive_scores_backward_inputs(const at::Tensor& g, const at::Tensor& a, const at::Tensor& b,
+                                                  const at::Tensor& w) {
+  const char* op = "_additive_scores_backward";
+  check_additive_scores_inputs(op, a, b, w);
+  check_shape(op, "grad_alpha", g, {a.size(0), a.size(1), b.size(1)}, a);
 }
 
 }  // namespace vgops

@@ -104,10 +104,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> additive_scores_backward_cpu(cons
                                                                             const at::Tensor& a_in,
                                                                             const at::Tensor& b_in,
                                                                             const at::Tensor& w_in) {
-  const char* op = "_additive_scores_backward";
-  check_additive_scores_inputs(op, a_in, b_in, w_in);
+  check_additive_scores_backward_inputs(g_in, a_in, b_in, w_in);
   const int64_t B = a_in.size(0), P = a_in.size(1), S = b_in.size(1), d = a_in.size(2);
-  check_shape(op, "grad_alpha", g_in, {B, P, S}, a_in);
   at::Tensor d_a = at::zeros({B, P, d}, a_in.options()), d_b = at::zeros({B, S, d}, a_in.options());
   at::Tensor d_w = at::zeros({d}, a_in.options());
   if (B * P * S * d == 0) return {d_a, d_b, d_w};

@@ -207,10 +207,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> coattention_softmax_c
                                                                                    const at::Tensor& qk_in, double scale) {
   check_coattention_softmax_inputs("_coattention_softmax", logits_in, vk_in, qk_in);
   const int64_t B = logits_in.size(0), H = logits_in.size(1), Tk = logits_in.size(2), Nk = logits_in.size(3);
-  const auto opts = logits_in.options();
-  const auto lse_opts = opts.dtype(coattention_lse_type(logits_in.scalar_type()));
-  at::Tensor a_v = at::empty({B, Tk, Nk}, opts), a_qt = at::empty({B, Tk, Nk}, opts);
-  at::Tensor row_lse = at::zeros({B, H, Tk}, lse_opts), col_lse = at::zeros({B, H, Nk}, lse_opts);
+  at::Tensor a_v, a_qt, row_lse, col_lse;
+  std::tie(a_v, a_qt, row_lse, col_lse) = coattention_softmax_outputs(logits_in);
   if (B == 0 || Tk == 0 || Nk == 0) return {a_v, a_qt, row_lse, col_lse};
   const at::Tensor logits = logits_in.contiguous(), vk = vk_in.contiguous(), qk = qk_in.contiguous();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, logits.scalar_type(), "coattention_softmax_cpu", [&] {
@@ -235,14 +233,8 @@ at::Tensor coattention_softmax_backward_cpu(const at::Tensor& logits_in, const a
                                             const at::Tensor& qk_in, const at::Tensor& row_lse_in,
                                             const at::Tensor& col_lse_in, const at::Tensor& g_v_in,
                                             const at::Tensor& g_qt_in, double scale, double grad_scale) {
-  const char* op = "_coattention_softmax_backward";
-  check_coattention_softmax_inputs(op, logits_in, vk_in, qk_in);
+  check_coattention_softmax_backward_inputs(logits_in, vk_in, qk_in, row_lse_in, col_lse_in, g_v_in, g_qt_in);
   const int64_t B = logits_in.size(0), H = logits_in.size(1), Tk = logits_in.size(2), Nk = logits_in.size(3);
-  const at::Tensor lse_like = at::empty({0}, logits_in.options().dtype(coattention_lse_type(logits_in.scalar_type())));
-  check_shape(op, "row_lse", row_lse_in, {B, H, Tk}, lse_like);
-  check_shape(op, "col_lse", col_lse_in, {B, H, Nk}, lse_like);
-  check_shape(op, "g_v", g_v_in, {B, Tk, Nk}, logits_in);
-  check_shape(op, "g_qt", g_qt_in, {B, Tk, Nk}, logits_in);
   at::Tensor dlogits = at::empty({B, H, Tk, Nk}, logits_in.options());
   if (dlogits.numel() == 0) return dlogits;
   const at::Tensor logits = logits_in.contiguous(), vk = vk_in.contiguous(), qk = qk_in.contiguous();
