@@ -9,6 +9,7 @@
 #include <torch/library.h>
 
 #include "checks.h"
+#include "fixed_matmul.h"
 
 TORCH_LIBRARY_FRAGMENT(vgops, m) {
   // a [B, P, d], b [B, S, d], w [d], values [B, S, Dv], s_mask [B, S] bool (True = valid) or None
@@ -67,7 +68,7 @@ std::tuple<at::Tensor, at::Tensor> additive_attention(const at::Tensor& a, const
   } else {
     weights = at::softmax(alpha, -1);
   }
-  return {at::bmm(weights, values), weights};
+  return {matmul_fixed(weights, values), weights};
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> additive_attention_backward(
@@ -80,8 +81,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> additive_attention_ba
   check_shape(op, "weights", weights, {B, P, S}, a);
   check_shape(op, "grad_context", grad_context, {B, P, values.size(2)}, a, false);
   const at::Tensor gc = grad_context.to(values.scalar_type());
-  at::Tensor d_values = at::bmm(weights.transpose(1, 2), gc);
-  at::Tensor d_weights = at::bmm(gc, values.transpose(1, 2));  // [B, P, S]
+  at::Tensor d_values = matmul_fixed(weights.transpose(1, 2), gc);
+  at::Tensor d_weights = matmul_fixed(gc, values.transpose(1, 2));  // [B, P, S]
   if (grad_weights.has_value() && grad_weights->defined()) d_weights.add_(*grad_weights);
   // Softmax backward; masked words have weight 0 and so get no gradient.
   at::Tensor d_alpha = at::_softmax_backward_data(d_weights, weights, -1, weights.scalar_type());

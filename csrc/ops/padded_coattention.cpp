@@ -11,6 +11,7 @@
 #include <torch/library.h>
 
 #include "checks.h"
+#include "fixed_matmul.h"
 
 TORCH_LIBRARY_FRAGMENT(vgops, m) {
   // v_heads [B, H, Tk, d], q_heads [B, H, Nk, d], v_full [B, Tk, D], q_full [B, Nk, D],
@@ -81,15 +82,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   std::vector<at::Tensor> av, aqt, rl, cl;
   for (int64_t b0 = 0; b0 < B || b0 == 0; b0 += chunk) {
     const int64_t c = std::min(chunk, B - b0);
-    at::Tensor logits = at::matmul(v_heads.narrow(0, b0, c), q_heads.narrow(0, b0, c).transpose(-1, -2));
+    at::Tensor logits = matmul_fixed(v_heads.narrow(0, b0, c), q_heads.narrow(0, b0, c).transpose(-1, -2));
     auto [a, q, r, s] = softmax_op(logits, vk.narrow(0, b0, c), qk.narrow(0, b0, c), scale);
     av.push_back(a), aqt.push_back(q), rl.push_back(r), cl.push_back(s);
     if (B == 0) break;
   }
   at::Tensor a_v = av.size() == 1 ? av[0] : at::cat(av), a_qt = aqt.size() == 1 ? aqt[0] : at::cat(aqt);
   at::Tensor row_lse = rl.size() == 1 ? rl[0] : at::cat(rl), col_lse = cl.size() == 1 ? cl[0] : at::cat(cl);
-  at::Tensor m_v = at::bmm(a_v.narrow(1, 0, T), q_full);                   // (A_V Q̃)[:T]
-  at::Tensor m_q = at::bmm(a_qt.narrow(2, 0, N).transpose(1, 2), v_full);  // (A_Q Ṽ)[:N]
+  at::Tensor m_v = matmul_fixed(a_v.narrow(1, 0, T), q_full);                   // (A_V Q̃)[:T]
+  at::Tensor m_q = matmul_fixed(a_qt.narrow(2, 0, N).transpose(1, 2), v_full);  // (A_Q Ṽ)[:N]
   return {m_v, m_q, a_v, a_qt, row_lse, col_lse};
 }
 
@@ -114,25 +115,24 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> padded_coattention_ba
   at::Tensor g_v = at::empty({B, Tk, Nk}, a_v.options()), g_qt = at::empty({B, Tk, Nk}, a_v.options());
   g_v.narrow(1, T, Tk - T).zero_();
   g_qt.narrow(2, N, Nk - N).zero_();
-  at::Tensor g_v_rows = g_v.narrow(1, 0, T), g_qt_cols = g_qt.narrow(2, 0, N);
-  at::bmm_out(g_v_rows, gmv, q_full.transpose(1, 2));   // dA_V[:T] = dM_V Q̃ᵀ
-  at::bmm_out(g_qt_cols, v_full, gmq.transpose(1, 2));  // dA_Q[:N]ᵀ = Ṽ dM_Qᵀ
+  g_v.narrow(1, 0, T).copy_(matmul_fixed(gmv, q_full.transpose(1, 2)));   // dA_V[:T] = dM_V Q̃ᵀ
+  g_qt.narrow(2, 0, N).copy_(matmul_fixed(v_full, gmq.transpose(1, 2)));  // dA_Q[:N]ᵀ = Ṽ dM_Qᵀ
   if (grad_av.has_value() && grad_av->defined()) g_v.add_(*grad_av);
   if (grad_aqt.has_value() && grad_aqt->defined()) g_qt.add_(*grad_aqt);
-  at::Tensor dq_full = at::bmm(a_v.narrow(1, 0, T).transpose(1, 2), gmv);  // A_V[:T]ᵀ dM_V
-  at::Tensor dv_full = at::bmm(a_qt.narrow(2, 0, N), gmq);                 // A_Q[:N]ᵀ dM_Q
+  at::Tensor dq_full = matmul_fixed(a_v.narrow(1, 0, T).transpose(1, 2), gmv);  // A_V[:T]ᵀ dM_V
+  at::Tensor dv_full = matmul_fixed(a_qt.narrow(2, 0, N), gmq);                 // A_Q[:N]ᵀ dM_Q
   const at::Tensor vk = keys(v_mask, Tk), qk = keys(q_mask, Nk);
   std::vector<at::Tensor> dv, dq;
   const int64_t chunk = chunk_size(B, H * Tk * Nk);
   for (int64_t b0 = 0; b0 < B; b0 += chunk) {
     const int64_t c = std::min(chunk, B - b0);
     const at::Tensor vh = v_heads.narrow(0, b0, c), qh = q_heads.narrow(0, b0, c);
-    at::Tensor logits = at::matmul(vh, qh.transpose(-1, -2));
+    at::Tensor logits = matmul_fixed(vh, qh.transpose(-1, -2));
     at::Tensor dlogits = softmax_backward_op(logits, vk.narrow(0, b0, c), qk.narrow(0, b0, c),
                                              row_lse.narrow(0, b0, c), col_lse.narrow(0, b0, c),
                                              g_v.narrow(0, b0, c), g_qt.narrow(0, b0, c), scale, scale / H);
-    dv.push_back(at::matmul(dlogits, qh));                   // d Ṽʰ = dL Q̃ʰ
-    dq.push_back(at::matmul(dlogits.transpose(-1, -2), vh));  // d Q̃ʰ = dLᵀ Ṽʰ
+    dv.push_back(matmul_fixed(dlogits, qh));                   // d Ṽʰ = dL Q̃ʰ
+    dq.push_back(matmul_fixed(dlogits.transpose(-1, -2), vh));  // d Q̃ʰ = dLᵀ Ṽʰ
   }
   at::Tensor dv_heads = B == 0 ? at::zeros_like(v_heads) : dv.size() == 1 ? dv[0] : at::cat(dv);
   at::Tensor dq_heads = B == 0 ? at::zeros_like(q_heads) : dq.size() == 1 ? dq[0] : at::cat(dq);
