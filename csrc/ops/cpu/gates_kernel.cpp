@@ -9,8 +9,112 @@
 
 #include "../checks.h"
 #include "../gates.h"
+#include "cpu_clones.h"
 
 namespace vgops {
+namespace gates_cpu {
+
+// The loops over a contiguous range, written once; `omp simd` over the branch-free gates.h math.
+// The float versions are also built for AVX2 + FMA (cpu_clones.h). S: storage, opmath compute.
+template <typename S>
+__attribute__((always_inline)) inline void cross_gate_range(const S* __restrict__ a, const S* __restrict__ b,
+                                                            const S* __restrict__ gs, const S* __restrict__ gc,
+                                                            S* __restrict__ o, int64_t n) {
+  using T = at::opmath_type<S>;
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) o[i] = static_cast<S>(gates::cross_gate<T>(T(a[i]), T(b[i]), T(gs[i]), T(gc[i])));
+}
+
+template <typename S>
+__attribute__((always_inline)) inline void cross_gate_backward_range(
+    const S* __restrict__ g, const S* __restrict__ a, const S* __restrict__ b, const S* __restrict__ gs,
+    const S* __restrict__ gc, S* __restrict__ oa, S* __restrict__ ob, S* __restrict__ ogs, S* __restrict__ ogc,
+    int64_t n) {
+  using T = at::opmath_type<S>;
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) {
+    T da, db, dgs, dgc;
+    gates::cross_gate_backward<T>(T(g[i]), T(a[i]), T(b[i]), T(gs[i]), T(gc[i]), &da, &db, &dgs, &dgc);
+    oa[i] = static_cast<S>(da);
+    ob[i] = static_cast<S>(db);
+    ogs[i] = static_cast<S>(dgs);
+    ogc[i] = static_cast<S>(dgc);
+  }
+}
+
+template <typename S>
+__attribute__((always_inline)) inline void self_guided_range(const S* __restrict__ a, const S* __restrict__ b,
+                                                             const S* __restrict__ c, S* __restrict__ o, int64_t n) {
+  using T = at::opmath_type<S>;
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) o[i] = static_cast<S>(gates::self_guided<T>(T(a[i]), T(b[i]), T(c[i])));
+}
+
+template <typename S>
+__attribute__((always_inline)) inline void self_guided_backward_range(const S* __restrict__ g, const S* __restrict__ a,
+                                                                      const S* __restrict__ b, S* __restrict__ oa,
+                                                                      S* __restrict__ ob, int64_t n) {
+  using T = at::opmath_type<S>;
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) {
+    T da, db;
+    gates::self_guided_backward<T>(T(g[i]), T(a[i]), T(b[i]), &da, &db);
+    oa[i] = static_cast<S>(da);
+    ob[i] = static_cast<S>(db);
+  }
+}
+
+VGOPS_CPU_CLONES void cross_gate_float(const float* a, const float* b, const float* gs, const float* gc, float* o,
+                                       int64_t n) {
+  cross_gate_range(a, b, gs, gc, o, n);
+}
+VGOPS_CPU_CLONES void cross_gate_backward_float(const float* g, const float* a, const float* b, const float* gs,
+                                                const float* gc, float* oa, float* ob, float* ogs, float* ogc,
+                                                int64_t n) {
+  cross_gate_backward_range(g, a, b, gs, gc, oa, ob, ogs, ogc, n);
+}
+VGOPS_CPU_CLONES void self_guided_float(const float* a, const float* b, const float* c, float* o, int64_t n) {
+  self_guided_range(a, b, c, o, n);
+}
+VGOPS_CPU_CLONES void self_guided_backward_float(const float* g, const float* a, const float* b, float* oa, float* ob,
+                                                 int64_t n) {
+  self_guided_backward_range(g, a, b, oa, ob, n);
+}
+
+// Entry points: the float overloads (exact matches) take the cloned builds.
+template <typename S>
+void cross_gate_any(const S* a, const S* b, const S* gs, const S* gc, S* o, int64_t n) {
+  cross_gate_range(a, b, gs, gc, o, n);
+}
+inline void cross_gate_any(const float* a, const float* b, const float* gs, const float* gc, float* o, int64_t n) {
+  cross_gate_float(a, b, gs, gc, o, n);
+}
+template <typename S>
+void cross_gate_backward_any(const S* g, const S* a, const S* b, const S* gs, const S* gc, S* oa, S* ob, S* ogs,
+                             S* ogc, int64_t n) {
+  cross_gate_backward_range(g, a, b, gs, gc, oa, ob, ogs, ogc, n);
+}
+inline void cross_gate_backward_any(const float* g, const float* a, const float* b, const float* gs, const float* gc,
+                                    float* oa, float* ob, float* ogs, float* ogc, int64_t n) {
+  cross_gate_backward_float(g, a, b, gs, gc, oa, ob, ogs, ogc, n);
+}
+template <typename S>
+void self_guided_any(const S* a, const S* b, const S* c, S* o, int64_t n) {
+  self_guided_range(a, b, c, o, n);
+}
+inline void self_guided_any(const float* a, const float* b, const float* c, float* o, int64_t n) {
+  self_guided_float(a, b, c, o, n);
+}
+template <typename S>
+void self_guided_backward_any(const S* g, const S* a, const S* b, S* oa, S* ob, int64_t n) {
+  self_guided_backward_range(g, a, b, oa, ob, n);
+}
+inline void self_guided_backward_any(const float* g, const float* a, const float* b, float* oa, float* ob, int64_t n) {
+  self_guided_backward_float(g, a, b, oa, ob, n);
+}
+
+}  // namespace gates_cpu
+
 namespace {
 
 constexpr int64_t kGrain = 16384;
@@ -23,13 +127,11 @@ at::Tensor cross_gate_cpu(const at::Tensor& x_s_in, const at::Tensor& x_c_in, co
   if (n == 0) return out;
   at::Tensor x_s = x_s_in.contiguous(), x_c = x_c_in.contiguous(), g_s = g_s_in.contiguous(), g_c = g_c_in.contiguous();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, out.scalar_type(), "cross_gate_cpu", [&] {
-    using T = at::opmath_type<scalar_t>;
     const scalar_t *a = x_s.const_data_ptr<scalar_t>(), *b = x_c.const_data_ptr<scalar_t>();
     const scalar_t *gs = g_s.const_data_ptr<scalar_t>(), *gc = g_c.const_data_ptr<scalar_t>();
     scalar_t* o = out.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, n, kGrain, [&](int64_t lo, int64_t hi) {
-      for (int64_t i = lo; i < hi; ++i)
-        o[i] = static_cast<scalar_t>(gates::cross_gate<T>(T(a[i]), T(b[i]), T(gs[i]), T(gc[i])));
+      gates_cpu::cross_gate_any(a + lo, b + lo, gs + lo, gc + lo, o + lo, hi - lo);
     });
   });
   return out;
@@ -48,21 +150,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> cross_gate_backward_c
   at::Tensor grad = grad_in.contiguous(), x_s = x_s_in.contiguous(), x_c = x_c_in.contiguous();
   at::Tensor g_s = g_s_in.contiguous(), g_c = g_c_in.contiguous();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, d_xs.scalar_type(), "cross_gate_backward_cpu", [&] {
-    using T = at::opmath_type<scalar_t>;
     const scalar_t *g = grad.const_data_ptr<scalar_t>(), *a = x_s.const_data_ptr<scalar_t>();
     const scalar_t *b = x_c.const_data_ptr<scalar_t>(), *gs = g_s.const_data_ptr<scalar_t>();
     const scalar_t* gc = g_c.const_data_ptr<scalar_t>();
     scalar_t *oa = d_xs.mutable_data_ptr<scalar_t>(), *ob = d_xc.mutable_data_ptr<scalar_t>();
     scalar_t *ogs = d_gs.mutable_data_ptr<scalar_t>(), *ogc = d_gc.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, n, kGrain, [&](int64_t lo, int64_t hi) {
-      for (int64_t i = lo; i < hi; ++i) {
-        T da, db, dgs, dgc;
-        gates::cross_gate_backward<T>(T(g[i]), T(a[i]), T(b[i]), T(gs[i]), T(gc[i]), &da, &db, &dgs, &dgc);
-        oa[i] = static_cast<scalar_t>(da);
-        ob[i] = static_cast<scalar_t>(db);
-        ogs[i] = static_cast<scalar_t>(dgs);
-        ogc[i] = static_cast<scalar_t>(dgc);
-      }
+      gates_cpu::cross_gate_backward_any(g + lo, a + lo, b + lo, gs + lo, gc + lo, oa + lo, ob + lo, ogs + lo, ogc + lo,
+                                         hi - lo);
     });
   });
   return {d_xs, d_xc, d_gs, d_gc};
@@ -75,13 +170,11 @@ at::Tensor self_guided_cpu(const at::Tensor& h_gate_in, const at::Tensor& h_valu
   if (n == 0) return out;
   at::Tensor hg = h_gate_in.contiguous(), hv = h_value_in.contiguous(), res = residual_in.contiguous();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, out.scalar_type(), "self_guided_cpu", [&] {
-    using T = at::opmath_type<scalar_t>;
     const scalar_t *a = hg.const_data_ptr<scalar_t>(), *b = hv.const_data_ptr<scalar_t>();
     const scalar_t* c = res.const_data_ptr<scalar_t>();
     scalar_t* o = out.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, n, kGrain, [&](int64_t lo, int64_t hi) {
-      for (int64_t i = lo; i < hi; ++i)
-        o[i] = static_cast<scalar_t>(gates::self_guided<T>(T(a[i]), T(b[i]), T(c[i])));
+      gates_cpu::self_guided_any(a + lo, b + lo, c + lo, o + lo, hi - lo);
     });
   });
   return out;
@@ -96,17 +189,11 @@ std::tuple<at::Tensor, at::Tensor> self_guided_backward_cpu(const at::Tensor& gr
   if (n == 0) return {d_gate, d_value};
   at::Tensor grad = grad_in.contiguous(), hg = h_gate_in.contiguous(), hv = h_value_in.contiguous();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, d_gate.scalar_type(), "self_guided_backward_cpu", [&] {
-    using T = at::opmath_type<scalar_t>;
     const scalar_t *g = grad.const_data_ptr<scalar_t>(), *a = hg.const_data_ptr<scalar_t>();
     const scalar_t* b = hv.const_data_ptr<scalar_t>();
     scalar_t *oa = d_gate.mutable_data_ptr<scalar_t>(), *ob = d_value.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, n, kGrain, [&](int64_t lo, int64_t hi) {
-      for (int64_t i = lo; i < hi; ++i) {
-        T da, db;
-        gates::self_guided_backward<T>(T(g[i]), T(a[i]), T(b[i]), &da, &db);
-        oa[i] = static_cast<scalar_t>(da);
-        ob[i] = static_cast<scalar_t>(db);
-      }
+      gates_cpu::self_guided_backward_any(g + lo, a + lo, b + lo, oa + lo, ob + lo, hi - lo);
     });
   });
   return {d_gate, d_value};
