@@ -5,7 +5,8 @@ Each concept c has a feature direction u_c (and, for patches, a channel directio
 word. A query names one or two concepts among filler words; the clips of the ground-truth moment
 carry the sum of the named concepts' directions plus noise. One *unnamed* concept is planted in
 another stretch of the video as a distractor, so "where is any concept" is not enough: the model
-has to read the query. Everything is drawn once, at construction, from ``seed``.
+has to read the query. Everything is drawn once, at construction: the concept directions from ``task_seed``, the
+samples from ``seed``.
 """
 import torch
 from torch.utils.data import Dataset
@@ -39,11 +40,13 @@ class SyntheticGrounding(Dataset):
         patches: also make per-clip patch maps (GLF).
         patch_size, patch_channels: p and C of the patch maps.
         signal, noise: norm of a concept direction and std of the per-element noise.
+        task_seed: seed of the concept directions (the "world"). Datasets with different
+            ``seed`` and the same ``task_seed`` are train/test splits of one task.
     """
 
     def __init__(self, num_videos, num_clips=32, video_dim=64, vocab_size=50, num_concepts=8,
                  query_len=(4, 8), seed=0, patches=False, patch_size=4, patch_channels=16,
-                 signal=3.0, noise=1.0):
+                 signal=3.0, noise=1.0, task_seed=0):
         if num_videos < 1 or num_clips < 4:
             raise ValueError(f"num_videos must be >= 1 and num_clips >= 4, got {num_videos} and {num_clips}")
         if num_concepts < 2:
@@ -52,10 +55,11 @@ class SyntheticGrounding(Dataset):
         if not 2 <= qmin <= qmax:
             raise ValueError(f"query_len must be (min, max) with 2 <= min <= max, got {query_len}")
         self.vocab = make_vocab(vocab_size, num_concepts)
-        g = torch.Generator().manual_seed(seed)
         T, D, C = num_clips, video_dim, patch_channels
-        self.directions = torch.nn.functional.normalize(torch.randn(num_concepts, D, generator=g), dim=1) * signal
-        self.patch_directions = torch.nn.functional.normalize(torch.randn(num_concepts, C, generator=g), dim=1) * signal
+        w = torch.Generator().manual_seed(task_seed)
+        self.directions = torch.nn.functional.normalize(torch.randn(num_concepts, D, generator=w), dim=1) * signal
+        self.patch_directions = torch.nn.functional.normalize(torch.randn(num_concepts, C, generator=w), dim=1) * signal
+        g = torch.Generator().manual_seed(seed)
         n_fill = vocab_size - num_concepts - 2
         self.videos = torch.randn(num_videos, T, D, generator=g) * noise
         self.patches = torch.randn(num_videos, T, C, patch_size, patch_size, generator=g) * noise if patches else None
