@@ -1,7 +1,6 @@
 """FSAN (python_models/fsan.py): forward/backward, weak supervision (the loss never reads the
 moment), repeated-token masking of the negative sentence, loss decreasing, backend agreement, and
-the synthetic-task accuracy (currently NOT reached: marked xfail, see the test)."""
-import pytest
+the synthetic-task accuracy (far above the random baseline)."""
 import torch
 
 import vgops
@@ -25,8 +24,8 @@ def test_forward_backward_and_predict():
     out = model(b)
     N = b["query"].shape[1]
     assert out["P"].shape == (4, N, 16) and out["SC"].shape == (4, 16, 16)
-    # P is each token's distribution over the valid clips
-    torch.testing.assert_close(out["P"].sum(-1), torch.ones(4, N))
+    # P is a per-(token, clip) alignment probability, 0 at padded clips
+    assert ((out["P"] >= 0) & (out["P"] <= 1)).all()
     assert (out["P"][~b["video_mask"][:, None, :].expand_as(out["P"])] == 0).all()
     assert out["S_neg_query"].shape == out["S_neg_video"].shape == (4,)
     loss, parts = model.loss(out, b)
@@ -63,8 +62,8 @@ def test_repeated_tokens_are_masked_in_the_negative_sentence():
     # recompute sample 1's negative score with only the non-repeated token (9, position 3)
     P_neg = model.alignment(b["video"][1:], b["video_mask"][1:], q[:1], b["query_mask"][:1])
     mask = torch.tensor([[False, False, False, True]])
-    expected = vgops.segment_score_map(P_neg, mask, b["video_mask"][1:]).flatten(1).amax(1)
-    unmasked = vgops.segment_score_map(P_neg, b["query_mask"][:1], b["video_mask"][1:]).flatten(1).amax(1)
+    expected = model.pool(vgops.segment_score_map(P_neg, mask, b["video_mask"][1:]))
+    unmasked = model.pool(vgops.segment_score_map(P_neg, b["query_mask"][:1], b["video_mask"][1:]))
     torch.testing.assert_close(out["S_neg_query"][1:], expected)
     assert not torch.allclose(expected, unmasked)
 
@@ -87,11 +86,9 @@ def test_vgops_and_reference_backends_agree(monkeypatch):
     torch.testing.assert_close(loss_auto, loss_ref, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.xfail(strict=True, reason="FSAN does not learn the synthetic task yet: with the softmax "
-                   "alignment map the triplet loss collapses P to uniform (all matching scores equal, "
-                   "R@1,IoU=0.5 ~7% vs random ~18% after 300 steps); needs the paper's exact Eq. 5-13 "
-                   "constants. Remove this mark when it passes.")
 def test_learns_synthetic_task_far_above_random():
+    # measured (seeded, 200 steps, ~10 s on one CPU thread): R@1,IoU=0.5 = 63.3% vs the random
+    # baseline 18.0% (R@1,IoU=0.3 82.0%, mIoU 66.4%)
     train_ds = SyntheticGrounding(512, num_clips=32, seed=0)
     test_ds = SyntheticGrounding(128, num_clips=32, seed=1)
     res = train("fsan", train_ds, steps=200, batch_size=16, lr=1e-3, seed=0, hparams=SMALL)
