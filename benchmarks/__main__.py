@@ -22,7 +22,8 @@ def entries():
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[1])
-    p.add_argument("--quick", action="store_true", help="small repeat budget (min_run_time 0.1 s instead of 1 s)")
+    p.add_argument("--quick", action="store_true", help="small repeat budget (min_run_time 0.1 s instead of 1 s), one size per op, "
+                        "no torch.compile baseline: the whole suite in a few minutes")
     p.add_argument("--full", action="store_true", help="also run the size sweeps (time versus problem size)")
     p.add_argument("--compare", metavar="OLD.json", help="flag vgops regressions against an earlier results.json")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
@@ -43,6 +44,8 @@ def main(argv=None):
         cases = [c for mod in entries() for c in mod.CASES]
         if not args.full:
             cases = [c for c in cases if c.size is None]
+        if args.quick:
+            cases = [c for c in cases if c.quick]
     except ImportError as e:
         print(f"benchmarks: cannot import vgops ({e})", file=sys.stderr)
         return 1

@@ -66,9 +66,9 @@ CASES = [
                  modes=harness.MODES, compare=_compare),
     harness.Case("dual_correlation", "B2 T100 L11x11 M30 d256 fp32", _make(2, 100, 121, 30, 256),
                  _providers("visual"), modes=harness.MODES,
-                 compare=_compare),
+                 compare=_compare, quick=False),
     harness.Case("dual_correlation", "B4 T200 L14x14 M30 d256 fp32", _make(4, 200, 196, 30, 256),
-                 _providers("visual"), modes=harness.MODES, compare=_compare),
+                 _providers("visual"), modes=harness.MODES, compare=_compare, quick=False),
     harness.Case("text_correlation", "B2 T100 L7x7 M30 d256 fp32", _make(2, 100, 49, 30, 256), _providers("text"),
                  modes=harness.MODES, compare=_compare),
 ]

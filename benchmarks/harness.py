@@ -87,7 +87,8 @@ class Case:
     -> Run. modes: "fwd" and, for differentiable ops, "fwd+bwd". compare(expected, got, inputs)
     -> (ok, message). size: the problem size of a member of a size sweep (time-versus-size plots;
     sweeps run with --full only). bytes_moved(inputs) -> bytes a memory-bound op must read and
-    write in its forward, for the achieved-bandwidth table."""
+    write in its forward, for the achieved-bandwidth table. quick: whether --quick runs the case
+    (False for the large companions of a case that --quick keeps)."""
     op: str
     shape: str
     make_inputs: Callable[[torch.device], dict]
@@ -96,6 +97,7 @@ class Case:
     compare: Callable | None = None
     size: int | None = None
     bytes_moved: Callable[[dict], int] | None = None
+    quick: bool = True
 
 
 # ----------------------------------------------------------------------------------------------
@@ -367,13 +369,22 @@ def measure(run, device, min_run_time):
     return median, p20, p80, len(m.times) * m.number_per_run
 
 
-def run_case(case, device, mode, min_run_time, meta):
+# Left out of --quick runs: compiling the reference (forward and backward, per case) took most
+# of a quick run's time; its ratios are in the full runs.
+QUICK_LEFT_OUT = {"compiled_reference": "--quick leaves torch.compile out (its compile time per case dominates a "
+                                        "quick run); run without --quick for it"}
+
+
+def run_case(case, device, mode, min_run_time, meta, left_out=None):
     """Rows (dicts) for every provider of one case, device and mode, plus the providers left out
-    as (case, provider, reason)."""
+    as (case, provider, reason). left_out: provider name -> reason, providers not to run."""
     inputs = case.make_inputs(device)
     compare = case.compare or compare_tensors
     runs, skipped = {}, []
     for name, factory in case.providers.items():
+        if left_out and name in left_out:
+            skipped.append(((f"{case.op} {case.shape} {device.type}", mode), name, left_out[name]))
+            continue
         try:
             runs[name] = factory(inputs, mode)
         except Unavailable as e:
@@ -569,7 +580,7 @@ def run_all(cases, devices, quick, out_dir, log=lambda s: print(s, file=sys.stde
         t0 = time.perf_counter()
         label = f"[{i}/{len(work)}] {case.op} {case.shape} {mode} {device.type}"
         log(f"{label} ...")
-        r, s = run_case(case, device, mode, min_run_time, meta)
+        r, s = run_case(case, device, mode, min_run_time, meta, QUICK_LEFT_OUT if quick else None)
         rows += r
         skipped += s
         log(f"{label} done in {time.perf_counter() - t0:.1f}s ("
