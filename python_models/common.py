@@ -72,11 +72,11 @@ class TransformerEncoder(nn.Module):
         layer = nn.TransformerEncoderLayer(dim, heads, ff_mult * dim, dropout, batch_first=True,
                                            norm_first=True)
         # enable_nested_tensor=False: the fast path changes numerics between train and eval.
-        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False) if layers else None
 
     def forward(self, x, mask):
         x = x + sinusoidal_positions(x.shape[1], x.shape[2], x.device, x.dtype)
-        return self.encoder(x, src_key_padding_mask=~mask)
+        return x if self.encoder is None else self.encoder(x, src_key_padding_mask=~mask)
 
 
 def focal_loss(logits, target, mask=None, alpha=0.25, gamma=2.0):

@@ -39,12 +39,13 @@ def _batches(loader):
         yield from loader
 
 
-def save_checkpoint(path, model, name, hparams, meta, step, metrics=None):
-    """Write {"model", "hparams", "meta", "step", "metrics", "state_dict"} to `path` (rank 0)."""
+def save_checkpoint(path, model, name, hparams, meta, step, metrics=None, data=None):
+    """Write {"model", "hparams", "meta", "step", "metrics", "data", "state_dict"} to `path`
+    (rank 0); `data` records how the training data was made (the CLI rebuilds its test split)."""
     net = model.module if hasattr(model, "module") else model
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     torch.save({"model": name, "hparams": dict(hparams or {}), "meta": meta, "step": step,
-                "metrics": metrics or {}, "state_dict": net.state_dict()}, path)
+                "metrics": metrics or {}, "data": data or {}, "state_dict": net.state_dict()}, path)
 
 
 def load_checkpoint(path, device="cpu"):
@@ -61,7 +62,7 @@ def load_checkpoint(path, device="cpu"):
 
 
 def train(model, dataset, steps=200, batch_size=16, lr=1e-3, weight_decay=1e-4, seed=0, device=None,
-          grad_clip=5.0, progress=False, checkpoint=None, name=None, hparams=None, log=None):
+          grad_clip=5.0, progress=False, checkpoint=None, name=None, hparams=None, log=None, data=None):
     """Train `model` (an nn.Module with forward/loss/predict, or a registry name, then built from
     ``dataset.meta`` and `hparams`) for `steps` AdamW steps on `dataset`.
 
@@ -104,7 +105,7 @@ def train(model, dataset, steps=200, batch_size=16, lr=1e-3, weight_decay=1e-4, 
         bar.close()
     if checkpoint and distributed.is_main():
         save_checkpoint(checkpoint, model, name or type(model).__name__.lower(), hparams,
-                        dataset.meta, steps, {"final_loss": losses[-1]})
+                        dataset.meta, steps, {"final_loss": losses[-1]}, data)
     return {"model": model, "losses": losses, "parts": parts_log}
 
 

@@ -1,0 +1,88 @@
+"""One training step (forward + loss + backward) of every python_models model, vgops vs the
+pure-PyTorch references (``VGOPS_BACKEND=reference`` set around the call), on a synthetic batch.
+
+Sizes: B=16, T=64 clips of 256-d features, queries of 8-16 words, model widths 128 (paper-like
+layouts, scaled to fit a 2-core CPU). A model whose module cannot be imported (not landed yet,
+or an op it needs missing) is skipped with a printed reason.
+"""
+import contextlib
+import os
+import sys
+
+import torch
+
+from . import harness
+
+B, T, DV = 16, 64, 256
+WIDTHS = {"drn": dict(hidden=128, word_dim=128), "fsan": dict(dim=128), "ianet": {}, "glf": {}, "fsm": {}}
+
+
+@contextlib.contextmanager
+def _backend(name):
+    old = os.environ.get("VGOPS_BACKEND")
+    if name is not None:
+        os.environ["VGOPS_BACKEND"] = name
+    try:
+        yield
+    finally:
+        if name is not None:
+            if old is None:
+                os.environ.pop("VGOPS_BACKEND", None)
+            else:
+                os.environ["VGOPS_BACKEND"] = old
+
+
+def _inputs(name):
+    def make(device):
+        from python_models.common import to_device
+        from python_models.data import SyntheticGrounding, collate
+        from python_models.registry import build_model
+        torch.manual_seed(0)
+        ds = SyntheticGrounding(B, num_clips=T, video_dim=DV, vocab_size=200, query_len=(8, 16), seed=0,
+                                patches=(name == "glf"))
+        model = build_model(name, ds.meta, **WIDTHS.get(name, {})).to(device)
+        # dropout off: the two providers must compute the same loss to be compared
+        for m in model.modules():
+            if isinstance(m, torch.nn.Dropout):
+                m.p = 0.0
+            if isinstance(m, torch.nn.MultiheadAttention):
+                m.dropout = 0.0
+        return {"model": model.train(), "batch": to_device(collate([ds[i] for i in range(B)]), device)}
+    return make
+
+
+def _provider(backend):
+    def factory(inp, mode):
+        model, batch = inp["model"], inp["batch"]
+        params = [p for p in model.parameters() if p.requires_grad]
+
+        def step():
+            with _backend(backend):
+                loss, _ = model.loss(model(batch), batch)
+                grads = torch.autograd.grad(loss, params, allow_unused=True)
+            return loss.detach(), grads[0].detach() if grads[0] is not None else loss.detach()
+        note = "VGOPS_BACKEND=reference" if backend else "backend=auto"
+        return harness.Run(step, note=note)
+    return factory
+
+
+def compare(expected, got, inputs):
+    return harness.compare_tensors(expected, got, rtol=1e-4, atol=1e-5)
+
+
+def _available(name):
+    from python_models.registry import model_class
+    try:
+        model_class(name)
+        return True
+    except Exception as e:  # ImportError, or an op the model needs is missing
+        print(f"bench_model_steps: skipping {name}: {type(e).__name__}: {e}", file=sys.stderr)
+        return False
+
+
+CASES = [
+    harness.Case(f"model_step.{name}", f"B={B} T={T} Dv={DV} fp32", _inputs(name),
+                 {"vgops": _provider(None), "reference": _provider("reference")},
+                 modes=("fwd+bwd",), compare=compare)
+    for name in ("drn", "fsan", "ianet", "glf", "fsm") if _available(name)
+]
