@@ -30,8 +30,9 @@ Architecture (equation numbers refer to the paper; where our form is a reconstru
 * Mismatching-rectify contrastive loss (Eq. 10, reconstructed): a tube's anchor embedding is the
   RoIAlign of its (detached) boxes from every pyramid level (``vgops.roi_align_clips_multiscale``),
   projected and averaged over the ground-truth frames. InfoNCE with temperature tau pulls the
-  sentence towards the ground-truth tube's anchor and away from the mismatched tubes (unmatched
-  queries whose mean box IoU with the ground truth is < 0.5) and the other videos' tubes.
+  sentence towards the ground-truth tube's anchor and away from the mismatched tubes (every
+  query whose mean box IoU with the ground truth is < 0.5, the matched one included: a mismatch
+  is what the loss rectifies) and the other videos' ground-truth tubes.
 * Inference: the tube of highest confidence; its moment is the top pair (i <= j) of
   p_s(i) · p_e(j) over valid frames, the span [i, j + 1) in frame units.
 

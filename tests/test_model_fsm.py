@@ -86,11 +86,11 @@ def test_reference_backend_same_loss(monkeypatch):
 def test_learns_the_synthetic_task(trained):
     result, test_set = trained
     first, last = smoothed(result["losses"], 20)
-    assert last < 0.5 * first, (first, last)                  # measured: 12.1 -> 3.9
+    assert last < 0.6 * first, (first, last)                  # measured: 9.9 -> 4.0
     loader = make_loader(test_set, 16, shuffle=False)
     metrics = evaluate(result["model"], loader)
     chance = random_baseline(loader)
-    # measured (200 steps, seed 0): R@1,IoU=0.5 73.4 vs 6.3 random; m_vIoU 40.2 vs ~1.4 random
+    # measured (200 steps, seed 0): R@1,IoU=0.5 73.4 vs 6.25 random; m_vIoU 40.2 vs 0.8 random
     assert metrics["R@1,IoU=0.5"] >= 40.0 and metrics["R@1,IoU=0.5"] >= chance["R@1,IoU=0.5"] + 25.0, metrics
     g = torch.Generator().manual_seed(0)
     vious = []
