@@ -1,7 +1,8 @@
 """One training step (forward + loss + backward) of every python_models model, vgops vs the
 pure-PyTorch references (``VGOPS_BACKEND=reference`` set around the call), on a synthetic batch.
 
-Sizes: B=16, T=64 clips of 256-d features, queries of 8-16 words, model widths 128 (paper-like
+Sizes: B=16, T=64 clips of 256-d features (FSM: 32 frames of SyntheticSTVG feature pyramids),
+queries of 8-16 words, model widths 128 for DRN/FSAN, the paper defaults otherwise (paper-like
 layouts, scaled to fit a 2-core CPU). A model whose module cannot be imported (not landed yet,
 or an op it needs missing) is skipped with a printed reason.
 """
@@ -14,6 +15,7 @@ import torch
 from . import harness
 
 B, T, DV = 16, 64, 256
+FSM_FRAMES = 32  # FSM: frames per video (each with a feature pyramid)
 WIDTHS = {"drn": dict(hidden=128, word_dim=128), "fsan": dict(dim=128), "ianet": {}, "glf": {}, "fsm": {}}
 
 
@@ -38,8 +40,12 @@ def _inputs(name):
         from python_models.data import SyntheticGrounding, collate
         from python_models.registry import build_model
         torch.manual_seed(0)
-        ds = SyntheticGrounding(B, num_clips=T, video_dim=DV, vocab_size=200, query_len=(8, 16), seed=0,
-                                patches=(name == "glf"))
+        if name == "fsm":  # spatio-temporal: per-frame feature pyramids with a moving box
+            from python_models.data.synthetic_stvg import SyntheticSTVG
+            ds = SyntheticSTVG(B, num_clips=FSM_FRAMES, vocab_size=200, query_len=(8, 16), seed=0)
+        else:
+            ds = SyntheticGrounding(B, num_clips=T, video_dim=DV, vocab_size=200, query_len=(8, 16), seed=0,
+                                    patches=(name == "glf"))
         model = build_model(name, ds.meta, **WIDTHS.get(name, {})).to(device)
         # dropout off: the two providers must compute the same loss to be compared
         for m in model.modules():
@@ -81,7 +87,9 @@ def _available(name):
 
 
 CASES = [
-    harness.Case(f"model_step.{name}", f"B={B} T={T} Dv={DV} fp32", _inputs(name),
+    harness.Case(f"model_step.{name}",
+                 f"B={B} T={FSM_FRAMES} frames, synthetic pyramids fp32" if name == "fsm" else f"B={B} T={T} Dv={DV} fp32",
+                 _inputs(name),
                  {"vgops": _provider(None), "reference": _provider("reference")},
                  modes=("fwd+bwd",), compare=compare)
     for name in ("drn", "fsan", "ianet", "glf", "fsm") if _available(name)
