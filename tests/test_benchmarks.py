@@ -22,7 +22,9 @@ def test_quick_run_writes_report_and_compares(tmp_path):
     assert "Achieved bandwidth" in res.stdout and "fraction of copy" in res.stdout
     rows = json.loads((out / "results.json").read_text())
     providers = {r["provider"] for r in rows}
-    assert {"vgops", "reference", "compiled_reference"} <= providers
+    # --quick leaves torch.compile out (compile time) and says so in the report's notes.
+    assert providers == {"vgops", "reference"}
+    assert "compiled_reference left out: --quick leaves torch.compile out" in res.stdout
     assert all(r["check"].startswith("ok") for r in rows), [r["check"] for r in rows]
     vg = next(r for r in rows if r["provider"] == "vgops")
     assert vg["median_ms"] > 0 and vg["bytes_moved"] > 0 and vg["torch_version"] and vg["machine"]
