@@ -363,6 +363,17 @@ class TestLargeInputs:
         torch.testing.assert_close(got, want, rtol=0, atol=0)
 
 
+def assert_same_keep(got, want, scores):
+    """Equal kept indices, except that torchvision's (unstable) score sort may order equal scores
+    differently: vgops keeps ties by lower index. float32 scores drawn at random do tie (seed
+    533970967 gives two of 0.9130 in batched_nms with 64 groups)."""
+    if torch.equal(got.cpu(), want.cpu()):
+        return
+    s = scores.cpu()
+    assert torch.equal(got.cpu().sort().values, want.cpu().sort().values), "different kept sets"
+    assert torch.equal(s[got.cpu()], s[want.cpu()]), "kept in a different order beyond ties"
+
+
 @needs_torchvision
 @pytest.mark.parametrize("device", cpu_and_cuda())
 class TestTorchvisionEquality:
@@ -371,7 +382,7 @@ class TestTorchvisionEquality:
         import torchvision
 
         seg, sc = random_problem(gen, 2000, dtype=torch.float32, device=device)
-        torch.testing.assert_close(vgops.temporal_nms(seg, sc, thr), torchvision.ops.nms(as_boxes(seg), sc, thr))
+        assert_same_keep(vgops.temporal_nms(seg, sc, thr), torchvision.ops.nms(as_boxes(seg), sc, thr), sc)
 
     @pytest.mark.parametrize("groups", [3, 64])
     def test_batched_nms(self, gen, device, groups):
@@ -379,8 +390,8 @@ class TestTorchvisionEquality:
 
         seg, sc = random_problem(gen, groups * 80, dtype=torch.float32, device=device, span=50.0)
         idxs = torch.randint(0, groups, (groups * 80,), generator=gen).to(device)
-        torch.testing.assert_close(vgops.batched_temporal_nms(seg, sc, idxs, 0.5),
-                                   torchvision.ops.batched_nms(as_boxes(seg), sc, idxs, 0.5))
+        assert_same_keep(vgops.batched_temporal_nms(seg, sc, idxs, 0.5),
+                         torchvision.ops.batched_nms(as_boxes(seg), sc, idxs, 0.5), sc)
 
     @pytest.mark.parametrize("max_keep", [10, None])
     def test_padded_nms_rows(self, gen, device, max_keep):
