@@ -108,3 +108,13 @@ def pad_topk(segments, scores, keep, valid, k):
     seg = segments.gather(1, idx[..., None].expand(B, k, 2))
     sc = scores.gather(1, idx).masked_fill(~valid, float("-inf"))
     return seg, sc
+
+
+class FromDataset:
+    """``Model.from_dataset(meta, **overrides)``: the constructor arguments named in META_KEYS,
+    read from the dataset's ``meta``, then the overrides (paper defaults for the rest)."""
+    META_KEYS = ("video_dim", "vocab_size")
+
+    @classmethod
+    def from_dataset(cls, meta, **overrides):
+        return cls(**{**{k: meta[k] for k in cls.META_KEYS}, **overrides})

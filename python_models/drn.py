@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 import vgops
 
-from .common import focal_loss, masked_softmax, pad_topk
+from .common import FromDataset, focal_loss, masked_softmax, pad_topk
 
 
 def _check_batch(batch, op):
@@ -84,7 +84,7 @@ def _tower(dim, out):
     return nn.Sequential(nn.Conv1d(dim, dim, 3, padding=1), nn.ReLU(), nn.Conv1d(dim, out, 3, padding=1))
 
 
-class DRN(nn.Module):
+class DRN(FromDataset, nn.Module):
     """DRN on clip features.
 
     Args:
@@ -115,12 +115,6 @@ class DRN(nn.Module):
         self.match_head = _tower(hidden, 1)
         self.loc_head = _tower(hidden, 2)
         self.iou_head = _tower(hidden, 1)
-
-    @classmethod
-    def from_dataset(cls, meta, **overrides):
-        kw = dict(video_dim=meta["video_dim"], vocab_size=meta["vocab_size"])
-        kw.update(overrides)
-        return cls(**kw)
 
     def forward(self, batch):
         """Returns per-location tensors over all levels concatenated (N = sum_l ceil(T / 2^l)):

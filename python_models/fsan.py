@@ -64,7 +64,7 @@ import torch.nn as nn
 
 import vgops
 
-from .common import TransformerEncoder, masked_softmax, pad_topk
+from .common import FromDataset, TransformerEncoder, masked_softmax, pad_topk
 from .drn import _check_batch
 
 
@@ -82,7 +82,7 @@ class CrossBlock(nn.Module):
         return self.norm2(x + self.ff(x))
 
 
-class FSAN(nn.Module):
+class FSAN(FromDataset, nn.Module):
     """FSAN on clip features.
 
     Args:
@@ -133,12 +133,6 @@ class FSAN(nn.Module):
         n_clip = layers - 1 if clip_side == "local" else layers
         self.clip_blocks = nn.ModuleList(CrossBlock(dim, heads, dropout) for _ in range(n_clip))
         self.wq, self.wv = nn.Linear(dim, dim), nn.Linear(dim, dim)
-
-    @classmethod
-    def from_dataset(cls, meta, **overrides):
-        kw = dict(video_dim=meta["video_dim"], vocab_size=meta["vocab_size"])
-        kw.update(overrides)
-        return cls(**kw)
 
     def alignment(self, video, vmask, query, qmask):
         """Encoders, interaction (Eq. 1-4) and the alignment map P [B, Ns, Nv] (Eq. 5)."""

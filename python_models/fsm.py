@@ -46,7 +46,7 @@ import torch.nn.functional as F
 
 import vgops
 
-from .common import TransformerEncoder, masked_mean, masked_softmax, mlp, sinusoidal_positions
+from .common import FromDataset, TransformerEncoder, masked_mean, masked_softmax, mlp, sinusoidal_positions
 
 try:
     import lap
@@ -101,7 +101,7 @@ class DecoderLayer(nn.Module):
         return self.norms[2](q + self.ffn(q)), w
 
 
-class FSM(nn.Module):
+class FSM(FromDataset, nn.Module):
     """FSM on multi-scale per-frame feature maps and a tokenised sentence.
 
     Args:
@@ -115,6 +115,8 @@ class FSM(nn.Module):
         weights: loss weights (l1, giou, se (KL), frame, guided attention, contrastive, conf).
         tau: temperature of the contrastive loss.
     """
+
+    META_KEYS = ("frame_channels", "vocab_size", "strides", "image_size")
 
     def __init__(self, frame_channels, vocab_size, strides=(8, 16), image_size=64, hidden=256, heads=8,
                  num_queries=5, dec_layers=6, roi_size=2, dropout=0.1, tau=0.1,
@@ -147,13 +149,6 @@ class FSM(nn.Module):
         c = (torch.arange(n0, dtype=torch.float32) + 0.5) * s0 / image_size
         self.register_buffer("cell_xy", torch.stack(torch.meshgrid(c, c, indexing="xy"), -1).reshape(-1, 2),
                              persistent=False)                                   # [L0, 2] (x, y) in [0, 1]
-
-    @classmethod
-    def from_dataset(cls, meta, **overrides):
-        kw = dict(frame_channels=meta["frame_channels"], vocab_size=meta["vocab_size"], strides=meta["strides"],
-                  image_size=meta["image_size"])
-        kw.update(overrides)
-        return cls(**kw)
 
     def forward(self, batch):
         """Returns "boxes" [B, N, T, 4] (xyxy pixels), "frame" [B, N, T] logits, "start"/"end"

@@ -38,10 +38,10 @@ import torch.nn.functional as F
 
 import vgops
 
-from .common import TransformerEncoder, mlp, pad_topk
+from .common import FromDataset, TransformerEncoder, mlp, pad_topk
 
 
-class GLF(nn.Module):
+class GLF(FromDataset, nn.Module):
     """GLF on clip features plus per-clip patch maps.
 
     Args:
@@ -51,6 +51,8 @@ class GLF(nn.Module):
         keeps ceil(K^2 * select_frac) patches. loss_weights: (IoU score, boundary, matching).
         max_len: longest candidate moment in clips (None: the whole video).
     """
+
+    META_KEYS = ("video_dim", "vocab_size", "patch_channels")
 
     def __init__(self, video_dim, vocab_size, patch_channels, hidden=256, scales=(3, 5, 7), heads=4,
                  iou_range=(0.5, 1.0), select_frac=1 / 3, loss_weights=(1.0, 1.0, 1.0), nms_threshold=0.5,
@@ -78,9 +80,7 @@ class GLF(nn.Module):
         if not meta.get("has_patches"):
             raise ValueError("GLF needs per-clip patch maps: build the dataset with patches=True "
                              f"(meta['has_patches'] is {meta.get('has_patches')!r})")
-        kw = dict(video_dim=meta["video_dim"], vocab_size=meta["vocab_size"], patch_channels=meta["patch_channels"])
-        kw.update(overrides)
-        return cls(**kw)
+        return super().from_dataset(meta, **overrides)
 
     def forward(self, batch):
         """"score" [B, T, T] IoU logits of candidate (s, e), "offsets" [B, T, T, 2], "cand"

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 import vgops
 
-from .common import masked_mean, pad_topk
+from .common import FromDataset, masked_mean, pad_topk
 
 
 class BiGRU(nn.Module):
@@ -65,7 +65,7 @@ class AlignmentBlock(nn.Module):
         return self.gates[2](v, m_vv), self.gates[3](q, m_qq)
 
 
-class IANet(nn.Module):
+class IANet(FromDataset, nn.Module):
     """IA-Net on clip features.
 
     Args:
@@ -89,12 +89,6 @@ class IANet(nn.Module):
         self.conv = nn.Sequential(nn.Conv1d(3 * hidden, hidden, 3, padding=1), nn.ReLU(),
                                   nn.Conv1d(hidden, hidden, 3, padding=1), nn.ReLU())
         self.head = nn.Conv1d(hidden, 3 * len(anchor_widths), 1)
-
-    @classmethod
-    def from_dataset(cls, meta, **overrides):
-        kw = dict(video_dim=meta["video_dim"], vocab_size=meta["vocab_size"])
-        kw.update(overrides)
-        return cls(**kw)
 
     def forward(self, batch):
         """"align" [B, T*A] logits, "anchors" [B, T*A, 2], "offsets" [B, T*A, 2], "valid" Bool[B, T*A]."""

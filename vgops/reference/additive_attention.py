@@ -2,7 +2,7 @@
 [B, P, S, d]: the baseline the fused op is measured against."""
 import torch
 
-from .padded_coattention import masked_softmax
+from .masked_softmax import masked_softmax
 
 
 def additive_attention(a, b, w, values, s_mask=None):

@@ -8,6 +8,7 @@ import math
 import torch
 
 from .gates import compute_dtype
+from .masked_softmax import masked_softmax
 
 
 def _attend(q, k, key_mask, scale):
@@ -16,10 +17,7 @@ def _attend(q, k, key_mask, scale):
     scores = q @ k.transpose(-1, -2) * scale  # [..., Nq, Nk]
     if key_mask is None:
         return torch.softmax(scores, dim=-1) @ k
-    valid = key_mask.unsqueeze(-2)  # [..., 1, Nk]
-    weights = torch.softmax(scores.masked_fill(~valid, float("-inf")), dim=-1)
-    weights = torch.where(valid.any(-1, keepdim=True), weights, torch.zeros_like(weights))  # all masked -> 0
-    return weights @ k
+    return masked_softmax(scores, key_mask.unsqueeze(-2), dim=-1) @ k  # all keys masked -> 0
 
 
 def dual_correlation(x, y, y_mask=None, scale=None):

@@ -3,12 +3,7 @@ import math
 
 import torch
 
-
-def masked_softmax(logits, valid, dim):
-    """softmax over `dim` of the entries where `valid` (broadcastable bool) is True; a slice with
-    no valid entry gets all zeros (instead of softmax's NaN)."""
-    weights = torch.softmax(logits.masked_fill(~valid, float("-inf")), dim=dim)
-    return torch.where(valid.any(dim, keepdim=True), weights, torch.zeros_like(weights))
+from .masked_softmax import masked_softmax
 
 
 def padded_coattention(v_heads, q_heads, v_full, q_full, v_mask, q_mask, scale=None):
