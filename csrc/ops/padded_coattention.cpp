@@ -66,6 +66,9 @@ at::Tensor keys(const at::Tensor& mask, int64_t rows) {
   return at::cat({mask, at::ones({mask.size(0), pads}, mask.options())}, 1);
 }
 
+// The per-chunk results joined along the batch (no copy for one chunk).
+at::Tensor join(const std::vector<at::Tensor>& parts) { return parts.size() == 1 ? parts[0] : at::cat(parts); }
+
 int64_t chunk_size(int64_t B, int64_t per_item) {
   return std::max<int64_t>(1, std::min<int64_t>(B, kChunkElements / std::max<int64_t>(per_item, 1)));
 }
@@ -80,15 +83,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   const at::Tensor vk = keys(v_mask, Tk), qk = keys(q_mask, Nk);
   const int64_t chunk = chunk_size(B, H * Tk * Nk);
   std::vector<at::Tensor> av, aqt, rl, cl;
-  for (int64_t b0 = 0; b0 < B || b0 == 0; b0 += chunk) {
+  int64_t b0 = 0;
+  do {  // at least once: B = 0 gives correctly shaped empty outputs
     const int64_t c = std::min(chunk, B - b0);
     at::Tensor logits = matmul_fixed(v_heads.narrow(0, b0, c), q_heads.narrow(0, b0, c).transpose(-1, -2));
     auto [a, q, r, s] = softmax_op(logits, vk.narrow(0, b0, c), qk.narrow(0, b0, c), scale);
     av.push_back(a), aqt.push_back(q), rl.push_back(r), cl.push_back(s);
-    if (B == 0) break;
-  }
-  at::Tensor a_v = av.size() == 1 ? av[0] : at::cat(av), a_qt = aqt.size() == 1 ? aqt[0] : at::cat(aqt);
-  at::Tensor row_lse = rl.size() == 1 ? rl[0] : at::cat(rl), col_lse = cl.size() == 1 ? cl[0] : at::cat(cl);
+    b0 += chunk;
+  } while (b0 < B);
+  at::Tensor a_v = join(av), a_qt = join(aqt), row_lse = join(rl), col_lse = join(cl);
   at::Tensor m_v = matmul_fixed(a_v.narrow(1, 0, T), q_full);                   // (A_V Q̃)[:T]
   at::Tensor m_q = matmul_fixed(a_qt.narrow(2, 0, N).transpose(1, 2), v_full);  // (A_Q Ṽ)[:N]
   return {m_v, m_q, a_v, a_qt, row_lse, col_lse};
@@ -124,7 +127,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> padded_coattention_ba
   const at::Tensor vk = keys(v_mask, Tk), qk = keys(q_mask, Nk);
   std::vector<at::Tensor> dv, dq;
   const int64_t chunk = chunk_size(B, H * Tk * Nk);
-  for (int64_t b0 = 0; b0 < B; b0 += chunk) {
+  int64_t b0 = 0;
+  do {  // at least once: B = 0 gives correctly shaped empty gradients
     const int64_t c = std::min(chunk, B - b0);
     const at::Tensor vh = v_heads.narrow(0, b0, c), qh = q_heads.narrow(0, b0, c);
     at::Tensor logits = matmul_fixed(vh, qh.transpose(-1, -2));
@@ -133,9 +137,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> padded_coattention_ba
                                              g_v.narrow(0, b0, c), g_qt.narrow(0, b0, c), scale, scale / H);
     dv.push_back(matmul_fixed(dlogits, qh));                   // d Ṽʰ = dL Q̃ʰ
     dq.push_back(matmul_fixed(dlogits.transpose(-1, -2), vh));  // d Q̃ʰ = dLᵀ Ṽʰ
-  }
-  at::Tensor dv_heads = B == 0 ? at::zeros_like(v_heads) : dv.size() == 1 ? dv[0] : at::cat(dv);
-  at::Tensor dq_heads = B == 0 ? at::zeros_like(q_heads) : dq.size() == 1 ? dq[0] : at::cat(dq);
+    b0 += chunk;
+  } while (b0 < B);
+  at::Tensor dv_heads = join(dv), dq_heads = join(dq);
   return {dv_heads, dq_heads, dv_full, dq_full};
 }
 
