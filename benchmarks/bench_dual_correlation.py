@@ -72,3 +72,7 @@ CASES = [
     harness.Case("text_correlation", "B2 T100 L7x7 M30 d256 fp32", _make(2, 100, 49, 30, 256), _providers("text"),
                  modes=harness.MODES, compare=_compare),
 ]
+# Size sweep (--full): the self-correlation is O(L^2) in the L = side x side tokens of a frame.
+CASES += [harness.Case("dual_correlation", f"B2 T100 L{n}x{n} M30 d256 fp32 (sweep)", _make(2, 100, n * n, 30, 256),
+                       _providers("visual"), modes=harness.MODES, compare=_compare, size=n * n)
+          for n in (5, 7, 10, 14, 20)]

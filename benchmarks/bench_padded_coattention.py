@@ -73,3 +73,7 @@ CASES = [
                  modes=harness.MODES, compare=_compare, quick=T == 200)
     for B, T, N, D, H, K in ((64, 200, 20, 512, 4, 3), (8, 4096, 32, 512, 4, 3))
 ]
+
+# Size sweep (--full): co-attention is O(T N) per head; T grows, N = 32 words.
+CASES += [harness.Case("padded_coattention", f"B8 T{t} N32 D512 H4 K3 fp32 (sweep)", _make(8, t, 32, 512, 4, 3),
+                       _providers(), modes=harness.MODES, compare=_compare, size=t) for t in (256, 512, 1024, 2048, 4096)]

@@ -137,3 +137,6 @@ CASES = [
     harness.Case("temporal_nms_padded", "64 rows x 1000 segments fp32, max_keep 200", _padded_inputs(64, 1000),
                  _padded_providers(200), compare=compare_padded),
 ]
+# Size sweep (--full): greedy NMS compares each kept segment with the rest, O(N^2) at worst.
+CASES += [harness.Case("temporal_nms", f"{n} segments fp32 (sweep)", _inputs(1, n), _nms_providers(),
+                       compare=harness.compare_kept, size=n) for n in (1000, 2000, 4000, 8000)]

@@ -90,7 +90,7 @@ def plots(rows, out_dir):
             ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
             ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
             ax.set_xticks(sorted({x for pts in provs.values() for x, _ in pts}))
-            ax.set_xlabel("problem size N")
+            ax.set_xlabel("problem size (the swept dimension of the shape: N, T or L)")
             ax.set_ylabel("median ms")
             ax.set_title(f"{op} {mode} ({dev}): time versus size")
             ax.legend(fontsize=7)
