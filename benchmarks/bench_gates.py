@@ -43,7 +43,13 @@ def _providers(name, n):
     return {"vgops": vgops_, "reference": reference_, "compiled_reference": compiled_}
 
 
+def _bytes(n):  # elementwise: n float32 inputs read, one output written
+    return lambda inp: 4 * (n + 1) * inp["x0"].numel()
+
+
 CASES = [
-    harness.Case("cross_gate", "2x100x49x256 fp32", _inputs(4), _providers("cross_gate", 4), modes=harness.MODES),
-    harness.Case("self_guided", "2x100x49x256 fp32", _inputs(3), _providers("self_guided", 3), modes=harness.MODES),
+    harness.Case("cross_gate", "2x100x49x256 fp32", _inputs(4), _providers("cross_gate", 4), modes=harness.MODES,
+                 bytes_moved=_bytes(4)),
+    harness.Case("self_guided", "2x100x49x256 fp32", _inputs(3), _providers("self_guided", 3), modes=harness.MODES,
+                 bytes_moved=_bytes(3)),
 ]
