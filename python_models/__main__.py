@@ -4,7 +4,10 @@ python -m python_models evaluate --checkpoint F [--data synthetic|PATH]
 --data synthetic (default) trains on SyntheticGrounding (seed --seed) and evaluates on a held-out
 split of the same task (seed --seed + 1). --data PATH reads an annotation file (Charades-STA .txt,
 ActivityNet/TACoS .json; --format to force one) with --features (a folder of <vid>.npy or an
-.h5 file) and, for Charades-STA, --durations (Charades CSV with id,length). Model
+.h5 file) and, for Charades-STA, --durations (Charades CSV with id,length). FSM reads HC-STVG
+or VidSTG .json (--format hcstvg|vidstg, else told apart by the file's layout) with --features
+a folder of per-video pyramids <video>.npz / <video>.h5 (datasets level0, level1, ...,
+each [frames, C, H, W]); --num-clips is then the number of frames sampled. Model
 hyper-parameters: --set key=value (Python literals), e.g. --set hidden=64.
 Under torchrun every rank trains on its shard (DDP); rank 0 writes DIR/<model>.pt and
 DIR/metrics.json.
@@ -19,6 +22,7 @@ from .registry import MODELS
 
 # spatio-temporal models bring their own synthetic data (module:class, same constructor style)
 SYNTHETIC = {"fsm": "python_models.data.synthetic_stvg:SyntheticSTVG"}
+STVG_FORMATS = ("hcstvg", "vidstg")
 
 
 def _hparams(pairs):
@@ -34,6 +38,27 @@ def _hparams(pairs):
     return out
 
 
+def _stvg_dataset(model, data, fmt, features, num_frames, vocab):
+    """A spatio-temporal grounding set (HC-STVG or VidSTG annotations, per-video feature pyramids)."""
+    from .data import stvg_readers
+    if model not in SYNTHETIC:
+        raise SystemExit(f"--format {fmt} is spatio-temporal data; --model {model} grounds moments only "
+                         f"(spatio-temporal models: {', '.join(sorted(SYNTHETIC))})")
+    if fmt not in (None, *STVG_FORMATS):
+        raise SystemExit(f"--model {model} reads spatio-temporal annotations: --format must be one of "
+                         f"{', '.join(STVG_FORMATS)}, got {fmt!r}")
+    if features is None:
+        raise SystemExit("--data PATH needs --features (a folder of <video>.npz or <video>.h5 feature pyramids)")
+    if fmt is None:  # HC-STVG files hold one object keyed by video, VidSTG files a list of videos
+        with open(data) as f:
+            fmt = "hcstvg" if isinstance(json.load(f), dict) else "vidstg"
+    read = stvg_readers.read_hcstvg if fmt == "hcstvg" else stvg_readers.read_vidstg
+    records = read(data)
+    if not records:
+        raise SystemExit(f"--data {data}: no annotations found (read as {fmt})")
+    return stvg_readers.STVGDataset(records, features, num_frames=num_frames, vocab=vocab)
+
+
 def make_dataset(model, data, seed, num_videos, num_clips, features=None, fmt=None, durations=None, vocab=None):
     """The dataset named by --data for `model`."""
     if data == "synthetic":
@@ -47,10 +72,12 @@ def make_dataset(model, data, seed, num_videos, num_clips, features=None, fmt=No
             return ds_cls(num_videos, num_clips=num_clips, seed=seed)
         from .data import SyntheticGrounding
         return SyntheticGrounding(num_videos, num_clips=num_clips, seed=seed, patches=(model == "glf"))
-    from .data.features import FeatureGrounding
-    from .data.readers import Vocabulary, read_annotations, read_durations
     if not os.path.exists(data):
         raise SystemExit(f"--data must be 'synthetic' or an existing annotation file, got {data!r}")
+    if model in SYNTHETIC or fmt in STVG_FORMATS:
+        return _stvg_dataset(model, data, fmt, features, num_clips, vocab)
+    from .data.features import FeatureGrounding
+    from .data.readers import Vocabulary, read_annotations, read_durations
     if features is None:
         raise SystemExit("--data PATH needs --features (a folder of <vid>.npy files or an .h5 file)")
     return FeatureGrounding(read_annotations(data, fmt), features, num_clips,
@@ -60,8 +87,10 @@ def make_dataset(model, data, seed, num_videos, num_clips, features=None, fmt=No
 
 def _add_data_args(p):
     p.add_argument("--data", default=None, help="'synthetic' or an annotation file")
-    p.add_argument("--features", help="features folder (<vid>.npy) or .h5 file, with --data PATH")
-    p.add_argument("--format", choices=("charades", "activitynet", "tacos"), help="annotation format")
+    p.add_argument("--features", help="with --data PATH: a folder of <vid>.npy or an .h5 file; for fsm a folder "
+                   "of <video>.npz / <video>.h5 feature pyramids (level0, level1, ...)")
+    p.add_argument("--format", choices=("charades", "activitynet", "tacos", *STVG_FORMATS),
+                   help="annotation format (default: from the file)")
     p.add_argument("--durations", help="Charades CSV (id,length) for Charades-STA durations")
     p.add_argument("--num-videos", type=int, default=None, help="synthetic: samples (train 512, test 128)")
     p.add_argument("--num-clips", type=int, default=None, help="clips per video (default 32)")

@@ -58,6 +58,61 @@ def test_train_on_annotation_files(tmp_path, capsys):
     assert metrics["eval"]["num_queries"] == 6
 
 
+def _stvg_files(tmp_path):
+    """Two HC-STVG videos with .npz pyramids and one VidSTG video (two captions) with an .h5 one."""
+    import h5py
+    feats = tmp_path / "pyramids"
+    feats.mkdir()
+    rng = np.random.default_rng(0)
+    levels = lambda n: [rng.standard_normal((n, 8, 8, 8)).astype(np.float32),  # noqa: E731
+                        rng.standard_normal((n, 8, 4, 4)).astype(np.float32)]
+    hc = {f"h{i}": {"English": f"the man in red walks {i}", "st_frame": 4 + i, "ed_frame": 15 + i,
+                    "img_hw": [120, 160], "img_num": 24, "bbox": [[10 + j, 20, 30, 40] for j in range(12)]}
+          for i in range(2)}
+    for v in hc:
+        l0, l1 = levels(24)
+        np.savez(feats / f"{v}.npz", level0=l0, level1=l1)
+    vs = [{"vid": "s0", "frame_count": 30, "width": 64, "height": 64, "temporal_gt": {"begin_fid": 5, "end_fid": 14},
+           "captions": [{"description": "a dog runs", "target_id": 1}],
+           "questions": [{"description": "what runs", "target_id": 2}],
+           "trajectories": [[{"tid": 1, "bbox": {"xmin": 1, "ymin": 2, "xmax": 30, "ymax": 40}},
+                             {"tid": 2, "bbox": {"xmin": 0, "ymin": 0, "xmax": 5, "ymax": 5}}]] * 30}]
+    with h5py.File(feats / "s0.h5", "w") as h:
+        for i, lv in enumerate(levels(30)):
+            h[f"level{i}"] = lv
+    (tmp_path / "hc.json").write_text(json.dumps(hc))
+    (tmp_path / "vs.json").write_text(json.dumps(vs))
+    return feats
+
+
+@pytest.mark.parametrize("ann,fmt,n", [("hc.json", None, 2), ("vs.json", "vidstg", 2)])
+def test_fsm_trains_and_evaluates_on_stvg_files(tmp_path, capsys, ann, fmt, n):
+    feats = _stvg_files(tmp_path)
+    run = tmp_path / "run"
+    args = ["--data", str(tmp_path / ann), "--features", str(feats), "--num-clips", "8", "--batch-size", "2"]
+    args += ["--format", fmt] if fmt else []
+    rc = main(["train", "--model", "fsm", *args, "--steps", "2", "--set", "hidden=16", "--set", "heads=2",
+               "--set", "dec_layers=1", "--out", str(run), "--no-progress"])
+    assert rc == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["eval"]["num_queries"] == n and "m_vIoU" in metrics["eval"]
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint", str(run / "fsm.pt")]) == 0   # data, features and vocab from the checkpoint
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["eval"]["num_queries"] == n
+
+
+def test_stvg_format_errors(tmp_path):
+    feats = _stvg_files(tmp_path)
+    with pytest.raises(SystemExit, match="grounds moments only"):
+        main(["train", "--model", "drn", "--data", str(tmp_path / "hc.json"), "--features", str(feats),
+              "--format", "hcstvg", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="--format must be one of hcstvg, vidstg, got 'charades'"):
+        main(["train", "--model", "fsm", "--data", str(tmp_path / "hc.json"), "--features", str(feats),
+              "--format", "charades", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="feature pyramids"):
+        main(["train", "--model", "fsm", "--data", str(tmp_path / "hc.json"), "--out", str(tmp_path)])
+
+
 def test_unknown_model_and_missing_features_fail_clearly(tmp_path):
     with pytest.raises(SystemExit):
         main(["train", "--model", "nope"])

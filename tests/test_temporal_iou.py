@@ -74,6 +74,26 @@ class TestAgainstReference:
         torch.testing.assert_close(gb, rb, rtol=1e-10, atol=1e-12)
         assert ga.abs().sum() > 0
 
+    def test_subgradients_at_ties_and_touching(self, device):
+        """Where IoU has no derivative: tied starts split the gradient of max(s1, s2) evenly;
+        touching segments (overlap exactly 0) get none (minimum-norm subgradient). A 4000 x 4000
+        float32 benchmark hit one touching pair among 16M and showed a 0.0186 gradient gap."""
+        f64 = dict(dtype=torch.float64, device=device)
+        a = torch.tensor([[0.0, 2.0], [0.0, 2.0], [57.859, 80.127]], **f64).requires_grad_()
+        b = torch.tensor([[0.0, 3.0], [2.0, 3.0], [45.712, 57.859]], **f64).requires_grad_()
+        ga, gb = torch.autograd.grad(vgops.temporal_iou(a, b, aligned=True).sum(), (a, b))
+        # [0, 2] vs [0, 3]: inter 2, union 3; d IoU/d inter = (u + i) / u^2 = 5/9, d IoU/d len = -2/9.
+        expected_a = torch.tensor([[2 / 9 - 5 / 18, -2 / 9 + 5 / 9], [0, 0], [0, 0]], **f64)
+        expected_b = torch.tensor([[2 / 9 - 5 / 18, -2 / 9], [0, 0], [0, 0]], **f64)
+        torch.testing.assert_close(ga, expected_a, rtol=0, atol=1e-15)
+        torch.testing.assert_close(gb, expected_b, rtol=0, atol=1e-15)
+        ra, rb = torch.autograd.grad(reference.temporal_iou(a, b, aligned=True).sum(), (a, b))
+        torch.testing.assert_close((ra, rb), (expected_a, expected_b), rtol=0, atol=1e-15)
+        w = torch.arange(9, **f64).view(3, 3)  # pairwise: [0, 2] also touches [2, 3] off the diagonal
+        got = torch.autograd.grad((vgops.temporal_iou(a, b) * w).sum(), (a, b))
+        ref = torch.autograd.grad((reference.temporal_iou(a, b) * w).sum(), (a, b))
+        torch.testing.assert_close(got, ref, rtol=0, atol=1e-14)
+
     @pytest.mark.parametrize("aligned", [False, True])
     def test_gradcheck(self, gen, device, aligned):
         a = random_segments(gen, 2, 6, span=8.0, device=device).requires_grad_()
@@ -178,3 +198,23 @@ def test_matches_torchvision_box_iou(gen):
 
     a, b = random_segments(gen, 50, dtype=torch.float32), random_segments(gen, 40, dtype=torch.float32)
     torch.testing.assert_close(vgops.temporal_iou(a, b), torchvision.ops.box_iou(as_boxes(a), as_boxes(b)))
+
+
+@needs_torchvision
+def test_gradients_match_torchvision_box_iou_at_ties_and_touching():
+    """box_iou's gradient (autograd through torch.max/min and clamp(min=0)) on tied and touching
+    segments, which random inputs never produce: vgops gives the minimum-norm subgradient, and so
+    does torch from 2.14 on (earlier clamp passed the gradient at 0)."""
+    import torchvision
+    from conftest import as_boxes
+
+    probe = torch.zeros(1, requires_grad=True)
+    probe.clamp(min=0).sum().backward()
+    if probe.grad.item() != 0:
+        pytest.skip(f"torch {torch.__version__}'s clamp(min=0) passes the gradient at 0 (changed in 2.14)")
+    a = torch.tensor([[0.0, 2.0], [0.0, 2.0], [1.0, 4.0], [3.0, 5.0]], dtype=torch.float64, requires_grad=True)
+    b = torch.tensor([[0.0, 3.0], [2.0, 3.0], [1.0, 4.0], [0.0, 3.0]], dtype=torch.float64, requires_grad=True)
+    w = torch.linspace(-1, 1, 16, dtype=torch.float64).view(4, 4)
+    got = torch.autograd.grad((vgops.temporal_iou(a, b) * w).sum(), (a, b))
+    tv = torch.autograd.grad((torchvision.ops.box_iou(as_boxes(a), as_boxes(b)) * w).sum(), (a, b))
+    torch.testing.assert_close(got, tv, rtol=0, atol=1e-14)

@@ -25,10 +25,12 @@ VGOPS_HOST_DEVICE inline T segment_iou(T s1, T e1, T s2, T e2) {
   return positive ? q : T(0);
 }
 
-// Gradient of segment_iou with respect to (s1, e1, s2, e2), scaled by g. Conventions follow the
-// PyTorch reference (torch.minimum/maximum split ties evenly; clamp(min=0) passes the gradient
-// where the overlap is exactly 0; no gradient where the union is <= 0). Branch-free (selects
-// only) so CPU loops over it vectorise.
+// Gradient of segment_iou with respect to (s1, e1, s2, e2), scaled by g. Where IoU has no
+// derivative, the minimum-norm subgradient, PyTorch's documented convention: tied endpoints
+// split the gradient of min/max evenly (as torch.minimum/maximum do); segments that only touch
+// (overlap exactly 0) get no gradient through the overlap (as clamp(min=0) in torch >= 2.14 and
+// so torchvision's box_iou; torch <= 2.13 passed it); no gradient where the union is <= 0.
+// Branch-free (selects only) so CPU loops over it vectorise.
 template <typename T>
 VGOPS_HOST_DEVICE inline void segment_iou_backward(T s1, T e1, T s2, T e2, T g, T* gs1, T* ge1,
                                                    T* gs2, T* ge2) {
@@ -39,8 +41,8 @@ VGOPS_HOST_DEVICE inline void segment_iou_backward(T s1, T e1, T s2, T e2, T g, 
   const T u = positive ? uni : T(1);
   const T g_u2 = g / (u * u);
   const T d_len = positive ? -g_u2 * inter : T(0);  // d(inter/uni)/d len_a (= d len_b)
-  // d(inter/uni)/d inter (uni depends on inter too), only where inter follows w.
-  const T d_inter = (positive && w >= T(0)) ? g_u2 * (u + inter) : T(0);
+  // d(inter/uni)/d inter (uni depends on inter too), only where the segments overlap.
+  const T d_inter = (positive && w > T(0)) ? g_u2 * (u + inter) : T(0);
   const T he1 = e1 < e2 ? T(1) : (e1 == e2 ? T(0.5) : T(0));  // share of d min(e1, e2) to e1
   const T hs1 = s1 > s2 ? T(1) : (s1 == s2 ? T(0.5) : T(0));  // share of d max(s1, s2) to s1
   *gs1 = -d_len - d_inter * hs1;
