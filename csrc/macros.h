@@ -6,3 +6,14 @@
 #else
 #define VGOPS_HOST_DEVICE
 #endif
+
+// VGOPS_FORCE_INLINE: small per-element functions called from vectorised loops. GCC does not
+// always inline a plain inline function into a target_clones build (cpu/cpu_clones.h), and an
+// out-of-line call per element stops the loop from vectorising.
+#if defined(__CUDACC__) || defined(__HIPCC__)
+#define VGOPS_FORCE_INLINE __forceinline__
+#elif defined(__GNUC__)
+#define VGOPS_FORCE_INLINE inline __attribute__((always_inline))
+#else
+#define VGOPS_FORCE_INLINE inline
+#endif

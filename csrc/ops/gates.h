@@ -19,7 +19,7 @@
 namespace vgops {
 namespace gates {
 
-VGOPS_HOST_DEVICE inline float int_bits_to_float(int32_t i) {
+VGOPS_HOST_DEVICE VGOPS_FORCE_INLINE float int_bits_to_float(int32_t i) {
 #if defined(__CUDA_ARCH__)
   return __int_as_float(i);
 #else
@@ -29,7 +29,7 @@ VGOPS_HOST_DEVICE inline float int_bits_to_float(int32_t i) {
 #endif
 }
 
-VGOPS_HOST_DEVICE inline float exp_(float x) {
+VGOPS_HOST_DEVICE VGOPS_FORCE_INLINE float exp_(float x) {
   x = x < 88.3f ? x : 88.3f;
   x = x > -87.3f ? x : -87.3f;
   // n = round(x / ln 2) by the 1.5 * 2^23 shifter: adding it rounds to an integer in the FPU's
@@ -52,12 +52,12 @@ VGOPS_HOST_DEVICE inline float exp_(float x) {
 VGOPS_HOST_DEVICE inline double exp_(double x) { return ::exp(x); }
 
 template <typename T>
-VGOPS_HOST_DEVICE inline T sigmoid(T x) {
+VGOPS_HOST_DEVICE VGOPS_FORCE_INLINE T sigmoid(T x) {
   return T(1) / (T(1) + exp_(-x));
 }
 
 // tanh(x) = 1 - 2 / (exp(2x) + 1): exact limits +-1, absolute error ~1e-7 in float.
-VGOPS_HOST_DEVICE inline float tanh_(float x) { return 1.0f - 2.0f / (exp_(2.0f * x) + 1.0f); }
+VGOPS_HOST_DEVICE VGOPS_FORCE_INLINE float tanh_(float x) { return 1.0f - 2.0f / (exp_(2.0f * x) + 1.0f); }
 VGOPS_HOST_DEVICE inline double tanh_(double x) { return ::tanh(x); }
 
 // ---- cross_gate (FSM Eq. 2) ----------------------------------------------------------------
