@@ -49,7 +49,7 @@ VGOPS_HOST_DEVICE VGOPS_FORCE_INLINE float exp_(float x) {
   return er * int_bits_to_float((static_cast<int32_t>(n) + 127) << 23);
 }
 
-VGOPS_HOST_DEVICE inline double exp_(double x) { return ::exp(x); }
+VGOPS_HOST_DEVICE VGOPS_FORCE_INLINE double exp_(double x) { return ::exp(x); }
 
 template <typename T>
 VGOPS_HOST_DEVICE VGOPS_FORCE_INLINE T sigmoid(T x) {
@@ -58,18 +58,18 @@ VGOPS_HOST_DEVICE VGOPS_FORCE_INLINE T sigmoid(T x) {
 
 // tanh(x) = 1 - 2 / (exp(2x) + 1): exact limits +-1, absolute error ~1e-7 in float.
 VGOPS_HOST_DEVICE VGOPS_FORCE_INLINE float tanh_(float x) { return 1.0f - 2.0f / (exp_(2.0f * x) + 1.0f); }
-VGOPS_HOST_DEVICE inline double tanh_(double x) { return ::tanh(x); }
+VGOPS_HOST_DEVICE VGOPS_FORCE_INLINE double tanh_(double x) { return ::tanh(x); }
 
 // ---- cross_gate (FSM Eq. 2) ----------------------------------------------------------------
 
 template <typename T>
-VGOPS_HOST_DEVICE inline T cross_gate(T x_s, T x_c, T g_s, T g_c) {
+VGOPS_HOST_DEVICE VGOPS_FORCE_INLINE T cross_gate(T x_s, T x_c, T g_s, T g_c) {
   return sigmoid(g_c) * x_s + sigmoid(g_s) * x_c;
 }
 
 // Gradients of cross_gate scaled by the upstream gradient g.
 template <typename T>
-VGOPS_HOST_DEVICE inline void cross_gate_backward(T g, T x_s, T x_c, T g_s, T g_c, T* d_x_s, T* d_x_c,
+VGOPS_HOST_DEVICE VGOPS_FORCE_INLINE void cross_gate_backward(T g, T x_s, T x_c, T g_s, T g_c, T* d_x_s, T* d_x_c,
                                                   T* d_g_s, T* d_g_c) {
   const T s_s = sigmoid(g_s), s_c = sigmoid(g_c);
   *d_x_s = g * s_c;
@@ -81,13 +81,13 @@ VGOPS_HOST_DEVICE inline void cross_gate_backward(T g, T x_s, T x_c, T g_s, T g_
 // ---- self_guided (FSM Eq. 3) ---------------------------------------------------------------
 
 template <typename T>
-VGOPS_HOST_DEVICE inline T self_guided(T h_gate, T h_value, T residual) {
+VGOPS_HOST_DEVICE VGOPS_FORCE_INLINE T self_guided(T h_gate, T h_value, T residual) {
   return sigmoid(h_gate) * h_value + residual;
 }
 
 // Gradients with respect to h_gate and h_value (that of residual is g itself).
 template <typename T>
-VGOPS_HOST_DEVICE inline void self_guided_backward(T g, T h_gate, T h_value, T* d_gate, T* d_value) {
+VGOPS_HOST_DEVICE VGOPS_FORCE_INLINE void self_guided_backward(T g, T h_gate, T h_value, T* d_gate, T* d_value) {
   const T s = sigmoid(h_gate);
   *d_gate = g * h_value * s * (T(1) - s);
   *d_value = g * s;
@@ -96,14 +96,14 @@ VGOPS_HOST_DEVICE inline void self_guided_backward(T g, T h_gate, T h_value, T* 
 // ---- calibration_gate epilogue (IA-Net Eq. 7-12) ---------------------------------------------
 
 template <typename T>
-VGOPS_HOST_DEVICE inline T calibration_blend(T x, T r, T z_pre) {
+VGOPS_HOST_DEVICE VGOPS_FORCE_INLINE T calibration_blend(T x, T r, T z_pre) {
   const T t = tanh_(r), z = sigmoid(z_pre);
   return t + z * (x - t);  // = z * x + (1 - z) * tanh(r)
 }
 
 // Gradients of calibration_blend with respect to x, r and z_pre, scaled by g.
 template <typename T>
-VGOPS_HOST_DEVICE inline void calibration_blend_backward(T g, T x, T r, T z_pre, T* d_x, T* d_r, T* d_z_pre) {
+VGOPS_HOST_DEVICE VGOPS_FORCE_INLINE void calibration_blend_backward(T g, T x, T r, T z_pre, T* d_x, T* d_r, T* d_z_pre) {
   const T t = tanh_(r), z = sigmoid(z_pre);
   *d_x = g * z;
   *d_r = g * (T(1) - z) * (T(1) - t * t);
