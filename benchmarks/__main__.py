@@ -1,4 +1,5 @@
-"""python -m benchmarks [--quick | --full] [--only OP] [--device cpu|cuda] [--out DIR] [--compare OLD.json]
+"""python -m benchmarks [--quick | --full] [--only OP] [--mode fwd|bwd|fwd+bwd] [--device cpu|cuda] [--out DIR]
+                        [--compare OLD.json]
 
 Runs every entry (benchmarks/bench_*.py), prints a Markdown table to stdout (progress on
 stderr) and writes DIR/results.csv, DIR/results.json (one row per case, provider, mode and
@@ -23,11 +24,14 @@ def entries():
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[1])
     p.add_argument("--quick", action="store_true", help="small repeat budget (min_run_time 0.1 s instead of 1 s), one size per op, "
-                        "no torch.compile baseline: the whole suite in a few minutes")
+                        "no torch.compile baseline, no backward-alone mode: the whole suite in a few minutes")
     p.add_argument("--full", action="store_true", help="also run the size sweeps (time versus problem size)")
     p.add_argument("--compare", metavar="OLD.json", help="flag vgops regressions against an earlier results.json")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--only", metavar="OP", help="run only entries whose op name contains OP")
+    p.add_argument("--mode", choices=("fwd", "bwd", "fwd+bwd"), action="append",
+                   help="mode to run (repeatable): fwd, bwd (the backward alone) or fwd+bwd; default: all "
+                        "three (--quick: fwd and fwd+bwd, model steps fwd+bwd only)")
     p.add_argument("--device", choices=("cpu", "cuda"), action="append",
                    help="device to run on (repeatable); default: cpu, plus cuda when available")
     p.add_argument("--out", default="bench_results", metavar="DIR", help="output folder (default: %(default)s)")
@@ -53,6 +57,9 @@ def main(argv=None):
         cases = [c for c in cases if args.only in c.op]
         if not cases:
             p.error(f"--only {args.only!r} matches no entry")
+    modes = args.mode and tuple(dict.fromkeys(args.mode))
+    if modes and not any(harness.modes_to_run(c, args.quick, modes) for c in cases):
+        p.error(f"--mode {' '.join(modes)}: no selected entry runs in that mode")
     if harness.torchvision is None:
         print(f"benchmarks: torchvision is not importable ({harness.TORCHVISION_REASON}); "
               "its columns are left out", file=sys.stderr)
@@ -69,7 +76,7 @@ def main(argv=None):
             md += text
         return md
     md, _ = harness.run_all(cases, [torch.device(d) for d in dict.fromkeys(devices)], args.quick, args.out,
-                            extra_md=extra)
+                            extra_md=extra, modes=modes)
     print(md)
     if regressions and regressions[0]:
         print(f"benchmarks: {regressions[0]} regression(s) against {args.compare}", file=sys.stderr)

@@ -1,4 +1,5 @@
-"""One training step (forward + loss + backward) of every python_models model, vgops vs the
+"""One training step (forward + loss + backward) of every python_models model, and its forward
+(+ loss) and backward alone, vgops vs the
 pure-PyTorch references (``VGOPS_BACKEND=reference`` set around the call), on a synthetic batch.
 
 Sizes: B=16, T=64 clips of 256-d features (FSM: 32 frames of SyntheticSTVG feature pyramids),
@@ -58,16 +59,41 @@ def _inputs(name):
 
 
 def _provider(backend):
+    """fwd: forward + loss without autograd; bwd: the backward of one kept forward + loss graph
+    (harness.backward_run); fwd+bwd: the whole step. Results compared across providers: the
+    loss and the gradient of the first parameter."""
     def factory(inp, mode):
         model, batch = inp["model"], inp["batch"]
         params = [p for p in model.parameters() if p.requires_grad]
+        note = "VGOPS_BACKEND=reference" if backend else "backend=auto"
+
+        def loss():
+            with _backend(backend):
+                return model.loss(model(batch), batch)[0]
+
+        def first_grad(grads):
+            return grads[0].detach() if grads[0] is not None else torch.zeros_like(params[0])
+
+        if mode == "fwd":
+            def fwd():
+                with torch.no_grad():
+                    return (loss(),)
+            return harness.Run(fwd, note=note)
+        if mode == "bwd":
+            run = harness.backward_run(loss, params, allow_unused=True, note=note)
+            inner = run.fn
+
+            def bwd():
+                with _backend(backend):
+                    return (first_grad(inner()),)
+            run.fn = bwd
+            return run
 
         def step():
+            out = loss()
             with _backend(backend):
-                loss, _ = model.loss(model(batch), batch)
-                grads = torch.autograd.grad(loss, params, allow_unused=True)
-            return loss.detach(), grads[0].detach() if grads[0] is not None else loss.detach()
-        note = "VGOPS_BACKEND=reference" if backend else "backend=auto"
+                grads = torch.autograd.grad(out, params, allow_unused=True)
+            return out.detach(), first_grad(grads)
         return harness.Run(step, note=note)
     return factory
 
@@ -91,6 +117,6 @@ CASES = [
                  f"B={B} T={FSM_FRAMES} frames, synthetic pyramids fp32" if name == "fsm" else f"B={B} T={T} Dv={DV} fp32",
                  _inputs(name),
                  {"vgops": _provider(None), "reference": _provider("reference")},
-                 modes=("fwd+bwd",), compare=compare)
+                 modes=harness.MODES, quick_modes=("fwd+bwd",), compare=compare)
     for name in ("drn", "fsan", "ianet", "glf", "fsm") if _available(name)
 ]

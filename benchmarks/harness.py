@@ -5,7 +5,9 @@ An entry file (``benchmarks/bench_<op>.py``) exposes ``CASES``, a list of :class
 names its op and shape, builds its inputs once per device (fixed seed) and maps provider names
 ("vgops", "reference", "compiled_reference", "torchvision",
 "sdpa": torch's scaled_dot_product_attention) to factories that return a
-:class:`Run` for one mode ("fwd" or "fwd+bwd"). A factory raises :class:`Unavailable` when the
+:class:`Run` for one mode: "fwd" (forward, no autograd graph), "bwd" (the backward alone, of a
+forward graph built once and kept; see :func:`backward_run`) or "fwd+bwd" (both, as a training
+step runs them). A factory raises :class:`Unavailable` when the
 provider cannot serve the case (torchvision not importable, no torchvision op for the job); the
 harness then leaves that provider out and says why.
 
@@ -20,8 +22,8 @@ For each (case, device, mode, provider) the harness:
 3. times it with ``torch.utils.benchmark.Timer.blocked_autorange(min_run_time=...)`` using all
    of torch's intra-op threads (Timer's default would be one thread). median / p20 / p80 are
    quantiles of the measurement's per-run times (each a block average: a block is as many
-   calls as make the timer overhead negligible; a call slower than min_run_time gives one
-   sample, so p20 == p80 == median there).
+   calls as make the timer overhead negligible). A call that takes min_run_time or longer is
+   timed once directly instead and gives one sample, so p20 == p80 == median there.
 
 Peak memory of one call:
 
@@ -54,9 +56,10 @@ import time
 from typing import Any, Callable
 
 import torch
+import torch._functorch.config  # noqa: F401 (backward_run switches donated buffers off)
 import torch.utils.benchmark as tbench
 
-MODES = ("fwd", "fwd+bwd")
+MODES = ("fwd", "bwd", "fwd+bwd")
 PROVIDERS = ("vgops", "reference", "compiled_reference", "torchvision", "sdpa")
 BASELINES = PROVIDERS[1:]
 
@@ -84,11 +87,12 @@ class Run:
 class Case:
     """op: entry name ("temporal_iou.pairwise"), matched by --only. shape: description.
     make_inputs(device) -> dict of tensors (fixed seed). providers: name -> factory(inputs, mode)
-    -> Run. modes: "fwd" and, for differentiable ops, "fwd+bwd". compare(expected, got, inputs)
+    -> Run. modes: "fwd" and, for differentiable ops, "bwd" and "fwd+bwd" (MODES). compare(expected, got, inputs)
     -> (ok, message). size: the problem size of a member of a size sweep (time-versus-size plots;
     sweeps run with --full only). bytes_moved(inputs) -> bytes a memory-bound op must read and
     write in its forward, for the achieved-bandwidth table. quick: whether --quick runs the case
-    (False for the large companions of a case that --quick keeps)."""
+    (False for the large companions of a case that --quick keeps). quick_modes: the modes --quick
+    runs (None: those of QUICK_MODES in modes)."""
     op: str
     shape: str
     make_inputs: Callable[[torch.device], dict]
@@ -98,6 +102,7 @@ class Case:
     size: int | None = None
     bytes_moved: Callable[[dict], int] | None = None
     quick: bool = True
+    quick_modes: tuple | None = None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -175,9 +180,10 @@ class Compiled:
 
 
 def forward_run(f, *inputs, mode, grad_out=None, convert=None, note=""):
-    """A Run of f(*inputs) for mode "fwd", or of f(*inputs) then its gradient with respect to every
-    input (torch.autograd.grad, so nothing accumulates between calls) for "fwd+bwd". Inputs are
-    cloned: leaves that require grad only in "fwd+bwd"."""
+    """A Run of f(*inputs) for mode "fwd"; of the gradient of f(*inputs) with respect to every
+    input (torch.autograd.grad, so nothing accumulates between calls) for "bwd" (the backward
+    alone, :func:`backward_run`); of both for "fwd+bwd". Inputs are cloned: leaves that require
+    grad only in "bwd" and "fwd+bwd"."""
     if mode == "fwd":
         xs = tuple(x.detach().clone() for x in inputs)
 
@@ -186,11 +192,36 @@ def forward_run(f, *inputs, mode, grad_out=None, convert=None, note=""):
                 return f(*xs)
         return Run(fn, convert, note)
     xs = tuple(x.detach().clone().requires_grad_(True) for x in inputs)
+    if mode == "bwd":
+        return backward_run(lambda: f(*xs), xs, grad_out, convert, note)
+    if mode != "fwd+bwd":
+        raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
 
     def fn_bwd():
         out = f(*xs)
         return torch.autograd.grad(out, xs, grad_out)
     return Run(fn_bwd, convert, note)
+
+
+def backward_run(forward, wrt, grad_out=None, convert=None, note="", allow_unused=False):
+    """A Run of the backward alone. forward() -> output(s) runs once, on the first call (the
+    untimed warm-up; torch.compile compiles both graphs there), and its graph is kept
+    (retain_graph=True); every call then computes the gradients of that output with respect to
+    wrt. Peak memory is what one backward allocates beyond the forward's saved tensors, which are
+    resident before it starts (a real training step frees saved tensors as its backward consumes
+    them; with the graph kept they stay, so this peak is an upper bound of that part).
+
+    AOTAutograd donates saved buffers to a compiled backward, which then refuses retain_graph;
+    donation is switched off for the forward that builds the kept graph (the same kernels run)."""
+    state = {}
+
+    def fn():
+        if "out" not in state:
+            with torch._functorch.config.patch(donated_buffer=False):
+                state["out"] = forward()
+        return torch.autograd.grad(state["out"], wrt, grad_out, retain_graph=True,
+                                   allow_unused=allow_unused)
+    return Run(fn, convert, note)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -362,7 +393,16 @@ def _sync(device):
 
 
 def measure(run, device, min_run_time):
-    """(median_ms, p20_ms, p80_ms, number of runs) of run.fn."""
+    """(median_ms, p20_ms, p80_ms, number of runs) of run.fn. A call that takes min_run_time or
+    more is its own one sample: timed once directly (blocked_autorange would call it once to size
+    its blocks, then again for its one sample)."""
+    _sync(device)
+    t0 = time.perf_counter()
+    run.fn()
+    _sync(device)
+    once = time.perf_counter() - t0
+    if once >= min_run_time:
+        return once * 1e3, once * 1e3, once * 1e3, 1
     timer = tbench.Timer(stmt="fn()", globals={"fn": run.fn}, num_threads=torch.get_num_threads())
     m = timer.blocked_autorange(min_run_time=min_run_time)
     p20, median, p80 = _quantiles(m.times)
@@ -373,6 +413,21 @@ def measure(run, device, min_run_time):
 # of a quick run's time; its ratios are in the full runs.
 QUICK_LEFT_OUT = {"compiled_reference": "--quick leaves torch.compile out (its compile time per case dominates a "
                                         "quick run); run without --quick for it"}
+
+
+# --quick leaves the backward alone out (a third of a quick run's time; its cost is also inside
+# fwd+bwd); the default and --full runs, or --mode bwd, have it. Model steps: whole steps only.
+QUICK_MODES = ("fwd", "fwd+bwd")
+
+
+def modes_to_run(case, quick, modes=None):
+    """The modes of case that a run does: those asked for (--mode), else all of case.modes, or
+    under --quick those of case.quick_modes (default QUICK_MODES)."""
+    if modes:
+        return [m for m in case.modes if m in modes]
+    if quick:
+        return [m for m in case.modes if m in (case.quick_modes or QUICK_MODES)]
+    return list(case.modes)
 
 
 def run_case(case, device, mode, min_run_time, meta, left_out=None):
@@ -563,13 +618,15 @@ def _load():
         return None
 
 
-def run_all(cases, devices, quick, out_dir, log=lambda s: print(s, file=sys.stderr, flush=True), extra_md=None):
-    """Run every (case, device, mode); write out_dir/results.{csv,json,md}; return the Markdown
-    and the rows. extra_md(rows) -> Markdown appended to the report (bandwidth, plots)."""
+def run_all(cases, devices, quick, out_dir, log=lambda s: print(s, file=sys.stderr, flush=True), extra_md=None,
+            modes=None):
+    """Run every (case, device, mode) (modes: see modes_to_run); write out_dir/results.{csv,json,md};
+    return the Markdown and the rows. extra_md(rows) -> Markdown appended to the report (bandwidth,
+    plots)."""
     _timing_malloc()
     min_run_time = 0.1 if quick else 1.0
     meta = main_meta(devices)
-    work = [(c, d, m) for d in devices for c in cases for m in c.modes]
+    work = [(c, d, m) for d in devices for c in cases for m in modes_to_run(c, quick, modes)]
     rows, skipped = [], []
     t_all = time.perf_counter()
     load_start = _load()
@@ -583,14 +640,16 @@ def run_all(cases, devices, quick, out_dir, log=lambda s: print(s, file=sys.stde
         r, s = run_case(case, device, mode, min_run_time, meta, QUICK_LEFT_OUT if quick else None)
         rows += r
         skipped += s
-        log(f"{label} done in {time.perf_counter() - t0:.1f}s ("
+        log(f"{label} done in {time.perf_counter() - t0:.1f}s, {time.perf_counter() - t_all:.0f}s in all ("
             + ", ".join(f"{x['provider']} {_ms(x['median_ms'])} ms" for x in r) + ")")
         for x in r:
             if not x["check"].startswith("ok"):
                 log(f"    {x['provider']}: {x['note'] if x['note'].startswith('error') else x['check']}")
     header = (f"# vgops benchmarks\n\nmachine: {meta['common']['machine']}  \n"
               f"torch {meta['common']['torch_version']}, commit {meta['common']['git_commit']}, "
-              f"{'--quick, ' if quick else ''}min_run_time {min_run_time}s, "
+              f"{'--quick (one size per op, no torch.compile), ' if quick else ''}"
+              f"modes {', '.join(modes or (('fwd', 'fwd+bwd (model steps: fwd+bwd only)') if quick else MODES))}, "
+              f"min_run_time {min_run_time}s, "
               f"{meta['common']['timestamp']}, load average {load_start} at start, {_load()} at end  \n"
               "ms: median per call; x/vgops: baseline time (or peak memory) over vgops's, "
               ">1 means vgops is faster (smaller). CPU memory is an RSS approximation.\n")

@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -19,6 +21,7 @@ def test_quick_run_writes_report_and_compares(tmp_path):
     res = run_bench("--quick", "--only", "tube_iou", "--out", str(out))
     assert res.returncode == 0, res.stderr[-2000:]
     assert "| tube_iou | 10000 tubes x 100 frames fp32 | fwd |" in res.stdout
+    assert "--quick (one size per op, no torch.compile), modes fwd, fwd+bwd" in res.stdout
     assert "Achieved bandwidth" in res.stdout and "fraction of copy" in res.stdout
     rows = json.loads((out / "results.json").read_text())
     providers = {r["provider"] for r in rows}
@@ -48,3 +51,64 @@ def test_bad_arguments_fail_clearly():
     assert res.returncode != 0 and "matches no entry" in res.stderr
     res = run_bench("--quick", "--full")
     assert res.returncode != 0 and "exclude each other" in res.stderr
+    res = run_bench("--only", "tube_iou", "--mode", "bwd")
+    assert res.returncode != 0 and "no selected entry runs in that mode" in res.stderr
+
+
+def test_backward_alone_matches_forward_backward():
+    """"bwd" times only the backward of a kept graph: the same gradients as "fwd+bwd" on every
+    call (the graph is retained), also through torch.compile (whose donated buffers would refuse
+    retain_graph)."""
+    import torch
+
+    sys.path.insert(0, ROOT)
+    from benchmarks import harness
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(5, 3, generator=g), torch.randn(3, 4, generator=g)
+    grad = torch.randn(5, 4, generator=g)
+
+    def f(a, b):
+        return torch.tanh(a @ b) * a.sum()
+
+    want = harness.forward_run(f, x, y, mode="fwd+bwd", grad_out=grad).fn()
+    for fn in (f, harness.Compiled(f)):
+        run = harness.forward_run(fn, x, y, mode="bwd", grad_out=grad)
+        for _ in range(3):
+            got = run.fn()
+            assert len(got) == 2
+            for w, v in zip(want, got):
+                torch.testing.assert_close(v, w)
+    fwd = harness.forward_run(f, x, y, mode="fwd").fn()
+    assert not fwd.requires_grad
+    torch.testing.assert_close(fwd, f(x, y))
+    with pytest.raises(ValueError, match="mode: expected one of .*got 'backward'"):
+        harness.forward_run(f, x, y, mode="backward")
+
+
+def test_mode_selection():
+    """--quick leaves the backward alone out (model steps: whole steps only); --mode chooses."""
+    sys.path.insert(0, ROOT)
+    from benchmarks import harness
+
+    op = harness.Case("op", "s", None, {}, modes=harness.MODES)
+    step = harness.Case("step", "s", None, {}, modes=harness.MODES, quick_modes=("fwd+bwd",))
+    fwd_only = harness.Case("nms", "s", None, {})
+    assert harness.modes_to_run(op, quick=False) == ["fwd", "bwd", "fwd+bwd"]
+    assert harness.modes_to_run(op, quick=True) == ["fwd", "fwd+bwd"]
+    assert harness.modes_to_run(step, quick=True) == ["fwd+bwd"]
+    assert harness.modes_to_run(step, quick=True, modes=("bwd",)) == ["bwd"]
+    assert harness.modes_to_run(fwd_only, quick=False, modes=("bwd",)) == []
+
+
+def test_quick_run_with_all_three_modes_for_a_differentiable_op(tmp_path):
+    out = tmp_path / "run"
+    res = run_bench("--quick", "--only", "temporal_iou.aligned", "--mode", "fwd", "--mode", "bwd",
+                    "--mode", "fwd+bwd", "--out", str(out), "--no-plots")
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = json.loads((out / "results.json").read_text())
+    assert {r["mode"] for r in rows} == {"fwd", "bwd", "fwd+bwd"}
+    assert all(r["check"].startswith("ok") for r in rows), [(r["mode"], r["check"]) for r in rows]
+    for mode in ("fwd", "bwd", "fwd+bwd"):
+        assert f"| temporal_iou.aligned | 1000000 pairs fp32 | {mode} |" in res.stdout
+    assert "modes fwd, bwd, fwd+bwd" in res.stdout
