@@ -56,31 +56,8 @@ def plots(rows, out_dir):
     os.makedirs(out_dir, exist_ok=True)
     paths = []
     for dev in dict.fromkeys(r["device"] for r in rows):
-        by = {}
-        for r in rows:
-            if r["device"] == dev and r["median_ms"] and r.get("size") is None:
-                by.setdefault((r["op"], r["shape"], r["mode"]), {})[r["provider"]] = r["median_ms"]
-        labels = [k for k, v in by.items() if "vgops" in v and len(v) > 1]
-        if labels:
-            baselines = [p for p in ("reference", "compiled_reference", "torchvision", "sdpa")
-                         if any(p in by[k] for k in labels)]
-            fig, ax = plt.subplots(figsize=(10, 0.45 * len(labels) * len(baselines) + 1.5))
-            height = 0.8 / len(baselines)
-            for i, p in enumerate(baselines):
-                ys = [j + i * height for j in range(len(labels))]
-                xs = [by[k][p] / by[k]["vgops"] if p in by[k] else 0 for k in labels]
-                ax.barh(ys, xs, height=height, label=f"{p} / vgops")
-            ax.set_yticks([j + 0.4 - height / 2 for j in range(len(labels))])
-            ax.set_yticklabels([f"{op} {shape} {mode}" for op, shape, mode in labels], fontsize=7)
-            ax.set_xscale("log")
-            ax.axvline(1.0, color="black", linewidth=0.8)
-            ax.set_xlabel("speedup of vgops (baseline time / vgops time, log scale; > 1: vgops faster)")
-            ax.set_title(f"vgops speedup per op ({dev})")
-            ax.legend(fontsize=7)
-            fig.tight_layout()
-            path = os.path.join(out_dir, f"speedup_{dev}.png")
-            fig.savefig(path, dpi=110)
-            plt.close(fig)
+        path = _speedup_plot(plt, [r for r in rows if r["device"] == dev], dev, out_dir)
+        if path:
             paths.append(path)
         sweeps = {}
         for r in rows:
@@ -106,6 +83,55 @@ def plots(rows, out_dir):
             plt.close(fig)
             paths.append(path)
     return paths
+
+
+_BASELINE_STYLE = {"reference": ("o", "tab:blue"), "compiled_reference": ("s", "tab:orange"),
+                   "torchvision": ("D", "tab:green"), "sdpa": ("^", "tab:red")}
+
+
+def _speedup_plot(plt, rows, dev, out_dir):
+    """One row per case (op and shape), one panel per mode (fwd, bwd, fwd+bwd), a marker per
+    baseline at its time over vgops's (log scale). Returns the path, or None with nothing to plot."""
+    by = {}
+    for r in rows:
+        if r["median_ms"] and r.get("size") is None:
+            by.setdefault((r["op"], r["shape"]), {}).setdefault(r["mode"], {})[r["provider"]] = r["median_ms"]
+    cases = [k for k, modes in by.items() if any("vgops" in v and len(v) > 1 for v in modes.values())]
+    if not cases:
+        return None
+    modes = [m for m in ("fwd", "bwd", "fwd+bwd") if any(m in by[k] for k in cases)]
+    baselines = [p for p in _BASELINE_STYLE if any(p in v for k in cases for v in by[k].values())]
+    fig, axes = plt.subplots(1, len(modes), sharey=True, squeeze=False, layout="constrained",
+                             figsize=(3.6 * len(modes) + 4.2, 0.24 * len(cases) + 1.6))
+    ys = range(len(cases))
+    for ax, mode in zip(axes[0], modes):
+        for p in baselines:
+            pts = [(by[k][mode][p] / by[k][mode]["vgops"], y) for y, k in zip(ys, cases)
+                   if p in by[k].get(mode, {}) and "vgops" in by[k][mode]]
+            marker, color = _BASELINE_STYLE[p]
+            ax.scatter([x for x, _ in pts], [y for _, y in pts], marker=marker, color=color, s=22,
+                       label=f"{p} / vgops", zorder=3)
+        ax.set_xscale("log")
+        ax.axvline(1.0, color="black", linewidth=0.8)
+        ax.grid(axis="y", color="0.9", zorder=0)
+        ax.grid(axis="x", which="major", color="0.85", linestyle=":", zorder=0)
+        ax.set_title(mode)
+        ax.set_xlabel("baseline time / vgops time")
+    axes[0][0].set_yticks(list(ys))
+    axes[0][0].set_yticklabels([f"{op}  {shape}" for op, shape in cases], fontsize=7)
+    axes[0][0].set_ylim(len(cases) - 0.5, -0.5)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    for ax in axes[0][1:]:
+        for h, l in zip(*ax.get_legend_handles_labels()):
+            if l not in labels:
+                handles.append(h)
+                labels.append(l)
+    fig.suptitle(f"vgops speedup per op ({dev}; log scale, > 1: vgops faster)", fontsize=10)
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize=8, frameon=False)
+    path = os.path.join(out_dir, f"speedup_{dev}.png")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def compare(rows, old_path, tolerance=REGRESSION_TOLERANCE):
