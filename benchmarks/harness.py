@@ -19,11 +19,12 @@ For each (case, device, mode, provider) the harness:
    the ``check`` column and on stderr, never hidden; a provider that raises (a compile failure)
    gets a row with the error in ``note`` and no timings;
 2. calls it once more to measure the peak memory of one call (below);
-3. times it with ``torch.utils.benchmark.Timer.blocked_autorange(min_run_time=...)`` using all
-   of torch's intra-op threads (Timer's default would be one thread). median / p20 / p80 are
-   quantiles of the measurement's per-run times (each a block average: a block is as many
-   calls as make the timer overhead negligible). A call that takes min_run_time or longer is
-   timed once directly instead and gives one sample, so p20 == p80 == median there.
+3. times it for at least min_run_time, using all of torch's intra-op threads: a call of 1 ms
+   or more call by call (each call one sample; a call longer than min_run_time gives one
+   sample, so p20 == p80 == median there), a shorter one with
+   ``torch.utils.benchmark.Timer.blocked_autorange`` (each sample a block average: a block is
+   as many calls as make the timer overhead negligible; Timer's default of one thread is
+   overridden). median / p20 / p80 are quantiles of the samples.
 
 Peak memory of one call:
 
@@ -392,17 +393,30 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def measure(run, device, min_run_time):
-    """(median_ms, p20_ms, p80_ms, number of runs) of run.fn. A call that takes min_run_time or
-    more is its own one sample: timed once directly (blocked_autorange would call it once to size
-    its blocks, then again for its one sample)."""
+# A call at least this long is timed call by call: the timer's own overhead (well under a
+# microsecond on the CPU, a synchronisation on CUDA) is then below 1e-4 of a sample, and a slow
+# call is not repeated ten times in one block as blocked_autorange's block sizing would do.
+DIRECT_TIMING_S = 1e-3
+
+
+def _time_once(fn, device):
     _sync(device)
     t0 = time.perf_counter()
-    run.fn()
+    fn()
     _sync(device)
-    once = time.perf_counter() - t0
-    if once >= min_run_time:
-        return once * 1e3, once * 1e3, once * 1e3, 1
+    return time.perf_counter() - t0
+
+
+def measure(run, device, min_run_time):
+    """(median_ms, p20_ms, p80_ms, number of runs) of run.fn: calls of DIRECT_TIMING_S or longer
+    one by one until min_run_time is spent (each call one sample; at least one), shorter ones with
+    torch.utils.benchmark's blocked_autorange."""
+    times = [_time_once(run.fn, device)]
+    if times[0] >= DIRECT_TIMING_S:
+        while sum(times) < min_run_time:
+            times.append(_time_once(run.fn, device))
+        p20, median, p80 = _quantiles(times)
+        return median, p20, p80, len(times)
     timer = tbench.Timer(stmt="fn()", globals={"fn": run.fn}, num_threads=torch.get_num_threads())
     m = timer.blocked_autorange(min_run_time=min_run_time)
     p20, median, p80 = _quantiles(m.times)

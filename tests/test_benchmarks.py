@@ -112,3 +112,22 @@ def test_quick_run_with_all_three_modes_for_a_differentiable_op(tmp_path):
     for mode in ("fwd", "bwd", "fwd+bwd"):
         assert f"| temporal_iou.aligned | 1000000 pairs fp32 | {mode} |" in res.stdout
     assert "modes fwd, bwd, fwd+bwd" in res.stdout
+
+
+def test_slow_calls_are_timed_one_by_one():
+    """A call of 1 ms or more gives one sample per call, repeated until min_run_time is spent."""
+    import time
+
+    import torch
+
+    sys.path.insert(0, ROOT)
+    from benchmarks import harness
+
+    calls = []
+
+    def fn():
+        calls.append(1)
+        time.sleep(0.002)
+    median, p20, p80, runs = harness.measure(harness.Run(fn), torch.device("cpu"), min_run_time=0.02)
+    assert runs == len(calls) and runs >= 2
+    assert p20 <= median <= p80 and median >= 2.0
