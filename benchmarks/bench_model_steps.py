@@ -2,7 +2,7 @@
 (+ loss) and backward alone, vgops vs the
 pure-PyTorch references (``VGOPS_BACKEND=reference`` set around the call), on a synthetic batch.
 
-Sizes: B=16, T=64 clips of 256-d features (FSM: 32 frames of SyntheticSTVG feature pyramids),
+Sizes: B=16 (GLF and FSM also B=4, the size --quick runs), T=64 clips of 256-d features (FSM: 32 frames of SyntheticSTVG feature pyramids),
 queries of 8-16 words, model widths 128 for DRN/FSAN, the paper defaults otherwise (paper-like
 layouts, scaled to fit a 2-core CPU). A model whose module cannot be imported (not landed yet,
 or an op it needs missing) is skipped with a printed reason.
@@ -35,7 +35,7 @@ def _backend(name):
                 os.environ["VGOPS_BACKEND"] = old
 
 
-def _inputs(name):
+def _inputs(name, B):
     def make(device):
         from python_models.common import to_device
         from python_models.data import SyntheticGrounding, collate
@@ -112,11 +112,16 @@ def _available(name):
         return False
 
 
+# --quick runs GLF and FSM at B=4: their B=16 steps take seconds per call on a 2-core CPU (GLF's
+# alone was a fifth of a quick run); the default and --full runs have both sizes.
+QUICK_B = {"glf": 4, "fsm": 4}
+
 CASES = [
     harness.Case(f"model_step.{name}",
-                 f"B={B} T={FSM_FRAMES} frames, synthetic pyramids fp32" if name == "fsm" else f"B={B} T={T} Dv={DV} fp32",
-                 _inputs(name),
+                 f"B={b} T={FSM_FRAMES} frames, synthetic pyramids fp32" if name == "fsm" else f"B={b} T={T} Dv={DV} fp32",
+                 _inputs(name, b),
                  {"vgops": _provider(None), "reference": _provider("reference")},
-                 modes=harness.MODES, quick_modes=("fwd+bwd",), compare=compare)
+                 modes=harness.MODES, quick_modes=("fwd+bwd",), compare=compare, quick=b == QUICK_B.get(name, B))
     for name in ("drn", "fsan", "ianet", "glf", "fsm") if _available(name)
+    for b in sorted({B, QUICK_B.get(name, B)})
 ]
