@@ -35,7 +35,7 @@ def _backend(name):
                 os.environ["VGOPS_BACKEND"] = old
 
 
-def _inputs(name, B):
+def _inputs(name, batch):
     def make(device):
         from python_models.common import to_device
         from python_models.data import SyntheticGrounding, collate
@@ -43,9 +43,9 @@ def _inputs(name, B):
         torch.manual_seed(0)
         if name == "fsm":  # spatio-temporal: per-frame feature pyramids with a moving box
             from python_models.data.synthetic_stvg import SyntheticSTVG
-            ds = SyntheticSTVG(B, num_clips=FSM_FRAMES, vocab_size=200, query_len=(8, 16), seed=0)
+            ds = SyntheticSTVG(batch, num_clips=FSM_FRAMES, vocab_size=200, query_len=(8, 16), seed=0)
         else:
-            ds = SyntheticGrounding(B, num_clips=T, video_dim=DV, vocab_size=200, query_len=(8, 16), seed=0,
+            ds = SyntheticGrounding(batch, num_clips=T, video_dim=DV, vocab_size=200, query_len=(8, 16), seed=0,
                                     patches=(name == "glf"))
         model = build_model(name, ds.meta, **WIDTHS.get(name, {})).to(device)
         # dropout off: the two providers must compute the same loss to be compared
@@ -54,7 +54,7 @@ def _inputs(name, B):
                 m.p = 0.0
             if isinstance(m, torch.nn.MultiheadAttention):
                 m.dropout = 0.0
-        return {"model": model.train(), "batch": to_device(collate([ds[i] for i in range(B)]), device)}
+        return {"model": model.train(), "batch": to_device(collate([ds[i] for i in range(batch)]), device)}
     return make
 
 
