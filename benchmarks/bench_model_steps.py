@@ -79,15 +79,9 @@ def _provider(backend):
                 with torch.no_grad():
                     return (loss(),)
             return harness.Run(fwd, note=note)
-        if mode == "bwd":
-            run = harness.backward_run(loss, params, allow_unused=True, note=note)
-            inner = run.fn
-
-            def bwd():
-                with _backend(backend):
-                    return (first_grad(inner()),)
-            run.fn = bwd
-            return run
+        if mode == "bwd":  # the backend was chosen in the forward: the backward needs no switch
+            return harness.backward_run(loss, params, allow_unused=True, note=note,
+                                        convert=lambda grads: (first_grad(grads),))
 
         def step():
             out = loss()
